@@ -1,0 +1,147 @@
+"""Training objectives: one frozen dataclass and the papers' named presets (DESIGN.md section 4).
+
+An :class:`Objective` says which terms the generator minimises and with which weights:
+
+    L_G = gan_weight * L_GAN + rec_weight * L_rec + moment_weight * L_MR/pMR + ms_weight * L_MS (+ entropy)
+
+Notebooks and widgets list presets by name (``PRESETS``); code passes dataclasses. Override a weight
+with ``get_objective("gan+pmr2", moment_weight=2400.0)`` or ``objective.replace(k=24)``.
+
+Default weights are for the 2-D toys; the image tasks (``minilib.tasks``) override them with the
+values of MR-GAN Appendix B (Pix2Pix: MR/pMR 10, ℓ1 100; SRGAN: pMR 2400, MR 20, ℓ2 1000;
+GLCIC: pMR 1000, ℓ2 100).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .losses import DISTS, GAN_KINDS
+
+__all__ = ["Objective", "PRESETS", "get_objective", "preset_names"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Weights and settings of the generator's loss.
+
+    Attributes:
+        name: a label for tables and plots.
+        gan_weight: weight of the adversarial term (0 trains without a discriminator, e.g. ``"l2"``).
+        gan_kind: ``"nonsaturating"`` (the papers'), ``"lsgan"`` or ``"hinge"``.
+        rec: ``"l1"``, ``"l2"`` or ``None``: reconstruction loss between every sample and y (Eq. 3).
+        rec_weight: its weight.
+        moment: ``"mr"`` (moment reconstruction = MCMLE), ``"pmr"`` (proxy MR = MLMM, needs a predictor) or ``None``.
+        moment_order: 1 (centre only) or 2 (centre and dispersion).
+        moment_dist: ``"gaussian"`` (mean / variance) or ``"laplace"`` (median / MAD).
+        moment_weight: its weight (λ_MR or λ_pMR).
+        ms_weight: weight of MSGAN's mode-seeking regulariser (needs k >= 2).
+        entropy_weight: weight of PresGAN's entropy regulariser (the term itself lives in ``minilib.presgan``).
+        k: generator samples per input in one step (the K of the MR-GAN paper).
+    """
+
+    name: str = "custom"
+    gan_weight: float = 1.0
+    gan_kind: str = "nonsaturating"
+    rec: str | None = None
+    rec_weight: float = 0.0
+    moment: str | None = None
+    moment_order: int = 2
+    moment_dist: str = "gaussian"
+    moment_weight: float = 0.0
+    ms_weight: float = 0.0
+    entropy_weight: float = 0.0
+    k: int = 8
+
+    def __post_init__(self) -> None:
+        if self.gan_kind not in GAN_KINDS:
+            raise ValueError(f"gan_kind must be one of {GAN_KINDS}, got {self.gan_kind!r}")
+        if self.rec not in (None, "l1", "l2"):
+            raise ValueError(f"rec must be None, 'l1' or 'l2', got {self.rec!r}")
+        if self.moment not in (None, "mr", "pmr"):
+            raise ValueError(f"moment must be None, 'mr' or 'pmr', got {self.moment!r}")
+        if self.moment_order not in (1, 2):
+            raise ValueError(f"moment_order must be 1 or 2, got {self.moment_order!r}")
+        if self.moment_dist not in DISTS:
+            raise ValueError(f"moment_dist must be one of {DISTS}, got {self.moment_dist!r}")
+        for field in ("gan_weight", "rec_weight", "moment_weight", "ms_weight", "entropy_weight"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive int (samples per input), got {self.k!r}")
+        needs_two = self.ms_weight > 0 or (
+            self.moment is not None and self.moment_weight > 0 and (self.moment_order == 2 or self.moment_dist == "laplace")
+        )
+        if needs_two and self.k < 2:
+            raise ValueError(
+                f"k must be >= 2 for objective {self.name!r}: a sample variance/median/MAD or a mode-seeking pair "
+                f"needs at least two samples per input, got k = {self.k}"
+            )
+        if self.gan_weight == 0 and self.rec is None and self.moment is None and self.ms_weight == 0:
+            raise ValueError("the objective has no term: set gan_weight > 0, rec, moment or ms_weight")
+
+    @property
+    def needs_predictor(self) -> bool:
+        """True for proxy MR, which matches a pre-trained predictor's moments."""
+        return self.moment == "pmr" and self.moment_weight > 0
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.gan_weight > 0
+
+    def replace(self, **changes: object) -> "Objective":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line for tables: the non-zero terms with their weights."""
+        terms = []
+        if self.gan_weight:
+            terms.append(f"{self.gan_weight:g}·GAN")
+        if self.rec:
+            terms.append(f"{self.rec_weight:g}·{self.rec}")
+        if self.moment and self.moment_weight:
+            tag = f"{self.moment.upper() if self.moment == 'mr' else 'pMR'}{self.moment_order}"
+            terms.append(f"{self.moment_weight:g}·{tag}-{self.moment_dist}")
+        if self.ms_weight:
+            terms.append(f"{self.ms_weight:g}·MS")
+        if self.entropy_weight:
+            terms.append(f"{self.entropy_weight:g}·entropy")
+        return " + ".join(terms) + f" (K={self.k})"
+
+
+def _moment_presets() -> dict[str, Objective]:
+    out = {}
+    for moment in ("mr", "pmr"):
+        for order in (1, 2):
+            for dist in DISTS:
+                name = f"gan+{moment}{order}" + ("-laplace" if dist == "laplace" else "")
+                out[name] = Objective(name=name, moment=moment, moment_order=order, moment_dist=dist, moment_weight=10.0)
+    return out
+
+
+PRESETS: dict[str, Objective] = {
+    "gan": Objective(name="gan"),
+    "l1": Objective(name="l1", gan_weight=0.0, rec="l1", rec_weight=1.0),
+    "l2": Objective(name="l2", gan_weight=0.0, rec="l2", rec_weight=1.0),
+    "gan+l1": Objective(name="gan+l1", rec="l1", rec_weight=10.0),
+    "gan+l2": Objective(name="gan+l2", rec="l2", rec_weight=10.0),
+    **_moment_presets(),
+    "gan+ms": Objective(name="gan+ms", ms_weight=1.0),
+    "gan+l1+ms": Objective(name="gan+l1+ms", rec="l1", rec_weight=10.0, ms_weight=1.0),
+    "presgan": Objective(name="presgan", entropy_weight=1.0),
+}
+"""The papers' objectives by name. Weights are toy defaults (see the module docstring)."""
+
+
+def preset_names() -> list[str]:
+    """Names of every preset, in a teaching order."""
+    return list(PRESETS)
+
+
+def get_objective(name: str, **overrides: object) -> Objective:
+    """The preset called ``name`` with some fields overridden, e.g. ``get_objective("gan+ms", ms_weight=5.0)``."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"name must be one of the presets {preset_names()}, got {name!r}")
+    preset = PRESETS[name]
+    return preset.replace(**overrides) if overrides else preset

@@ -1,0 +1,547 @@
+"""One training loop for every objective and every network (DESIGN.md section 4).
+
+* :func:`sample_k` draws K samples per input with one batched forward of size B·K.
+* :class:`Trainer` owns G, D, the optional frozen predictor P, their optimisers and the state needed
+  for exact resume. One *step* is a round of ``config.d_steps`` discriminator updates followed by
+  ``config.g_steps`` generator updates (Pix2Pix 1:1, SRGAN 1:5, GLCIC 1:3).
+* :func:`fit_predictor` trains P with the MLE loss (Eq. 4 / 5) and keeps the weights with the lowest
+  validation loss (MR-GAN Appendix B).
+
+Data comes from a *stream*: any object with ``next(batch_size) -> (x, y)`` and ``state_dict()`` /
+``load_state_dict()`` (toy samplers and image datasets both provide one), so the loop makes no
+assumption about the task. Defaults are MR-GAN Appendix B: AMSGrad, lr 1e-4, betas (0.5, 0.999),
+weight decay 1e-4, gradient clipping by value 0.5.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from . import losses as L
+from .objectives import Objective
+
+__all__ = [
+    "Stream",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "sample_k",
+    "fit_predictor",
+    "make_optimizer",
+    "atomic_save",
+    "load_checkpoint",
+]
+
+Noise = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+class Stream(Protocol):
+    """What the trainer needs from data: batches and a resumable position."""
+
+    def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (defaults: MR-GAN Appendix B; toys override some and say so).
+
+    ``batch_size`` is the discriminator's (and predictor's) batch; ``g_batch_size`` the number of
+    inputs per generator update, each expanded to ``objective.k`` samples.
+    """
+
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-4
+    amsgrad: bool = True
+    clip_value: float | None = 0.5
+    batch_size: int = 16
+    g_batch_size: int = 8
+    d_steps: int = 1
+    g_steps: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # bf16 autocast, only ever used on CUDA
+    channels_last: bool = True  # only ever used on CUDA for 4-D tensors
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("batch_size", "g_batch_size", "d_steps", "g_steps", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.clip_value is not None and self.clip_value <= 0:
+            raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        self.betas = tuple(float(b) for b in self.betas)
+
+
+def make_optimizer(params: Any, lr: float, config: TrainConfig) -> torch.optim.Optimizer:
+    """AMSGrad-Adam with the config's betas and weight decay (Appendix B)."""
+    return torch.optim.Adam(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+
+
+# ----------------------------------------------------------------------------------------- sampling
+def _repeat_noise_index(z: Noise, b: int, k: int, idx: slice) -> Noise:
+    """Select samples ``idx`` of every input from flat noise ``[B·K, ...]`` -> ``[B·len(idx), ...]``."""
+    if isinstance(z, torch.Tensor):
+        return z.reshape(b, k, *z.shape[1:])[:, idx].reshape(-1, *z.shape[1:])
+    return tuple(_repeat_noise_index(t, b, k, idx) for t in z)
+
+
+def sample_k(G: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Noise]:
+    """K samples per input from one batched forward (DESIGN.md section 2).
+
+    Args:
+        G: a generator ``G(x, z)`` with ``G.noise(n, device, generator)`` (may be wrapped in DDP).
+        x: ``[B, *x_shape]`` inputs (``[B, 0]`` for unconditional models).
+        k: samples per input.
+    Returns:
+        ``samples`` ``[B, K, *event]`` and the flat noise ``z`` (``[B·K, ...]`` or a tuple of such), with the
+        K samples of input b at rows ``b·K ... b·K + K - 1``.
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 1:
+        raise ValueError(f"x must be a tensor [B, ...], got {type(x).__name__}")
+    core = G.module if hasattr(G, "module") else G
+    b = x.shape[0]
+    x_rep = x.repeat_interleave(k, dim=0)  # [B·K, *x_shape]
+    z = core.noise(b * k, device=x.device, generator=generator)
+    y = G(x_rep, z)  # [B·K, *event]
+    return y.reshape(b, k, *y.shape[1:]), z
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`atomic_save` with ``weights_only=True`` (no arbitrary code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _unwrap(m: nn.Module | None) -> nn.Module | None:
+    return m.module if (m is not None and hasattr(m, "module")) else m
+
+
+def _to_device(t: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    t = t.to(device, non_blocking=True)
+    if channels_last and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+# ----------------------------------------------------------------------------------------- trainer
+ExtraLoss = Callable[["Trainer", torch.Tensor, torch.Tensor, torch.Tensor, Noise], dict[str, torch.Tensor]]
+
+
+class Trainer:
+    """Trains G (and D) for one :class:`~minilib.objectives.Objective`.
+
+    Args:
+        G: generator ``G(x, z)`` with ``G.noise``.
+        D: discriminator ``D(x, y) -> logits``; may be ``None`` when ``objective.gan_weight == 0``.
+        objective: which terms and weights.
+        config: optimisation settings.
+        P: a trained predictor ``P(x) -> (center, log_dispersion)``; required for proxy MR; frozen here.
+        extra_loss: optional hook ``extra_loss(trainer, x, y, samples, z) -> {name: weighted loss}`` added to the
+            generator loss (PresGAN's entropy term uses it).
+        transform_real: optional map applied to real ``y`` before the discriminator sees it (PresGAN noises it).
+
+    When ``torch.distributed`` is initialised, G and D are wrapped in DistributedDataParallel; each rank
+    draws different noise (seed + rank) and should read its own shard of the data.
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module | None,
+        objective: Objective,
+        config: TrainConfig | None = None,
+        P: nn.Module | None = None,
+        extra_loss: ExtraLoss | None = None,
+        transform_real: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective must be an Objective (see minilib.objectives.get_objective), got {type(objective).__name__}")
+        self.config = config = config or TrainConfig()
+        if objective.uses_discriminator and D is None:
+            raise ValueError(f"D is required: objective {objective.name!r} has gan_weight = {objective.gan_weight}")
+        if objective.needs_predictor and P is None:
+            raise ValueError(f"P is required: objective {objective.name!r} uses proxy MR (train one with fit_predictor)")
+        if not hasattr(_unwrap(G), "noise"):
+            raise TypeError("G must have a noise(n, device, generator) method (the generator contract)")
+        self.objective = objective
+        self.device = torch.device(config.device)
+        self.cuda = self.device.type == "cuda"
+        self.use_amp = config.amp and self.cuda
+        self.channels_last = config.channels_last and self.cuda
+        fmt = {"memory_format": torch.channels_last} if self.channels_last else {}
+        self.G = G.to(self.device, **fmt)
+        self.D = D.to(self.device, **fmt) if D is not None else None
+        self.P = P.to(self.device, **fmt).eval() if P is not None else None
+        if self.P is not None:
+            self.P.requires_grad_(False)
+        self.extra_loss = extra_loss
+        self.transform_real = transform_real
+        self.rank = 0
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.rank = torch.distributed.get_rank()
+            ids = [self.device.index] if self.cuda else None
+            self.G = DDP(self.G, device_ids=ids)
+            if self.D is not None:
+                self.D = DDP(self.D, device_ids=ids)
+        self.opt_g = make_optimizer(_unwrap(self.G).parameters(), config.lr_g, config)
+        self.opt_d = make_optimizer(_unwrap(self.D).parameters(), config.lr_d, config) if self.D is not None else None
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(config.seed * 1000 + self.rank)
+        self.step = 0
+        self.history: dict[str, list[float]] = {"step": []}
+        self._pending: dict[str, list[float]] = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+    @property
+    def G_core(self) -> nn.Module:
+        """The generator without a DDP wrapper."""
+        return _unwrap(self.G)
+
+    @property
+    def D_core(self) -> nn.Module | None:
+        return _unwrap(self.D)
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp) if self.cuda else torch.autocast("cpu", enabled=False)
+
+    def _clip(self, module: nn.Module) -> None:
+        if self.config.clip_value is not None:
+            nn.utils.clip_grad_value_(module.parameters(), self.config.clip_value)
+
+    @staticmethod
+    def _check_finite(name: str, value: torch.Tensor, step: int) -> None:
+        if not torch.isfinite(value).all():
+            raise TrainingDiverged(
+                f"loss {name!r} became {value.item()} at step {step}: training stopped; the last checkpoint written "
+                "before this step is kept. Lower the learning rate or the term's weight, or check the data."
+            )
+
+    def _record(self, values: dict[str, torch.Tensor | float]) -> None:
+        for key, v in values.items():
+            self._pending.setdefault(key, []).append(float(v))
+
+    def log(self, **values: float) -> None:
+        """Append values (e.g. metrics from a callback) to the history at the current step."""
+        for key, v in values.items():
+            self.history.setdefault(key, []).append(float(v))
+            self.history.setdefault(key + "_step", []).append(float(self.step))
+
+    # -- one update of each network ------------------------------------------------------------------
+    def discriminator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """One D update on real pairs (x, y) and fake pairs (x, G(x, z)), one sample per input."""
+        if self.D is None:
+            return {}
+        x, y = _to_device(x, self.device, self.channels_last), _to_device(y, self.device, self.channels_last)
+        kind = self.objective.gan_kind
+        self.D_core.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with torch.no_grad(), self._autocast():
+            fake = sample_k(self.G_core, x, 1, self.noise_gen)[0][:, 0]
+        real = self.transform_real(y) if self.transform_real is not None else y
+        # two backward passes (gradients accumulate): identical to one on the sum, and DDP-friendly
+        with self._autocast():
+            loss_real = L.gan_loss(self.D(x, real).float(), True, kind)
+        self._check_finite("d_real", loss_real.detach(), self.step)
+        loss_real.backward()
+        with self._autocast():
+            loss_fake = L.gan_loss(self.D(x, fake.detach()).float(), False, kind)
+        self._check_finite("d_fake", loss_fake.detach(), self.step)
+        loss_fake.backward()
+        self._clip(self.D_core)
+        self.opt_d.step()
+        out = {"d_real": loss_real.item(), "d_fake": loss_fake.item()}
+        self._record(out)
+        return out
+
+    def generator_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every weighted term of the generator loss for a batch (x on device). Keys: term names + ``"total"``."""
+        obj = self.objective
+        b, k = x.shape[0], obj.k
+        with self._autocast():
+            samples, z = sample_k(self.G, x, k, self.noise_gen)  # [B, K, *event]
+        terms: dict[str, torch.Tensor] = {}
+        if obj.gan_weight > 0:
+            D = self.D_core
+            D.requires_grad_(False)  # no D gradients during the G update
+            with self._autocast():
+                logits = D(x.repeat_interleave(k, dim=0), samples.reshape(b * k, *samples.shape[2:]))
+            terms["gan"] = obj.gan_weight * L.gan_loss(logits.float(), True, obj.gan_kind, generator=True)
+        samples32 = samples.float()  # moments in float32 even under autocast
+        if obj.rec is not None and obj.rec_weight > 0:
+            terms["rec"] = obj.rec_weight * L.reconstruction_loss(samples32, y.float(), 1 if obj.rec == "l1" else 2)
+        if obj.moment == "mr" and obj.moment_weight > 0:
+            terms["moment"] = obj.moment_weight * L.mr_loss(samples32, y.float(), obj.moment_dist, obj.moment_order)
+        if obj.needs_predictor:
+            with torch.no_grad(), self._autocast():
+                center, log_disp = self.P(x)
+            terms["moment"] = obj.moment_weight * L.proxy_mr_loss(
+                samples32, center.float(), log_disp.float(), obj.moment_dist, obj.moment_order
+            )
+        if obj.ms_weight > 0:
+            half = k // 2
+            y1, y2 = samples32[:, :half], samples32[:, half : 2 * half]
+            z1 = _repeat_noise_index(z, b, k, slice(0, half))
+            z2 = _repeat_noise_index(z, b, k, slice(half, 2 * half))
+            terms["ms"] = obj.ms_weight * L.mode_seeking_loss(y1, y2, z1, z2)
+        if self.extra_loss is not None:
+            terms.update(self.extra_loss(self, x, y, samples, z))
+        terms["total"] = sum(terms.values())
+        return terms
+
+    def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """One G update: K samples per input in one batched forward, the weighted terms, clip, step."""
+        x, y = _to_device(x, self.device, self.channels_last), _to_device(y, self.device, self.channels_last)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms = self.generator_losses(x, y)
+        for name, value in terms.items():
+            self._check_finite("g_" + name, value.detach(), self.step)
+        terms["total"].backward()
+        self._clip(self.G_core)
+        self.opt_g.step()
+        out = {"g_" + name: v.item() for name, v in terms.items()}
+        self._record(out)
+        return out
+
+    def train_step(self, stream: Stream) -> None:
+        """One round: ``d_steps`` D updates, then ``g_steps`` G updates; advances ``self.step``."""
+        cfg = self.config
+        self.G.train()
+        if self.D is not None:
+            self.D.train()
+            for _ in range(cfg.d_steps):
+                self.discriminator_step(*stream.next(cfg.batch_size))
+        for _ in range(cfg.g_steps):
+            self.generator_step(*stream.next(cfg.g_batch_size))
+        self.step += 1
+        if self.step % cfg.log_every == 0:
+            self.history["step"].append(float(self.step))
+            for key, vals in self._pending.items():
+                self.history.setdefault(key, []).append(sum(vals) / len(vals))
+            self._pending = {}
+
+    def fit(
+        self,
+        stream: Stream,
+        steps: int,
+        callback: Callable[["Trainer"], Any] | None = None,
+        callback_every: int = 0,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 0,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, list[float]]:
+        """Train until ``self.step == steps`` (a total, so a resumed run ends where the original would).
+
+        ``callback(trainer)`` runs every ``callback_every`` steps (live plots, animation frames, metrics via
+        :meth:`log`); ``checkpoint`` is written atomically every ``checkpoint_every`` steps and at the end;
+        ``should_stop()`` lets a UI pause between steps. Returns the history.
+        """
+        if not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be a non-negative int (total steps), got {steps!r}")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.config.progress or self.rank != 0, desc=self.objective.name)
+        try:
+            while self.step < steps:
+                if should_stop is not None and should_stop():
+                    break
+                self.train_step(stream)
+                bar.update(1)
+                if callback is not None and callback_every and self.step % callback_every == 0:
+                    callback(self)
+                if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
+                    self.save(checkpoint, stream)
+        finally:
+            bar.close()
+        if checkpoint is not None:
+            self.save(checkpoint, stream)
+        return self.history
+
+    # -- exact resume ---------------------------------------------------------------------------------
+    def state_dict(self, stream: Stream | None = None) -> dict:
+        """Everything needed to continue exactly: weights, optimisers, step, history, RNG and stream state."""
+        state = {
+            "step": self.step,
+            "G": self.G_core.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "pending": {k: list(v) for k, v in self._pending.items()},
+            "noise_rng": self.noise_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "objective": asdict(self.objective),
+        }
+        if self.cuda:
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.D is not None:
+            state["D"] = self.D_core.state_dict()
+            state["opt_d"] = self.opt_d.state_dict()
+        if self.P is not None:
+            state["P"] = _unwrap(self.P).state_dict()
+        if stream is not None:
+            state["stream"] = stream.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict, stream: Stream | None = None) -> None:
+        if state.get("objective", asdict(self.objective)) != asdict(self.objective):
+            raise ValueError(f"checkpoint was trained with objective {state['objective']}, not {asdict(self.objective)}")
+        self.G_core.load_state_dict(state["G"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.D is not None:
+            self.D_core.load_state_dict(state["D"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        if self.P is not None and "P" in state:
+            _unwrap(self.P).load_state_dict(state["P"])
+        self.step = int(state["step"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self._pending = {k: list(v) for k, v in state.get("pending", {}).items()}
+        self.noise_gen.set_state(state["noise_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if stream is not None and "stream" in state:
+            stream.load_state_dict(state["stream"])
+
+    def save(self, path: str | os.PathLike, stream: Stream | None = None) -> Path | None:
+        """Write a checkpoint atomically (rank 0 only under DDP)."""
+        if self.rank != 0:
+            return None
+        return atomic_save(self.state_dict(stream), path)
+
+    def load(self, path: str | os.PathLike, stream: Stream | None = None) -> None:
+        """Resume from a checkpoint written by :meth:`save` (``weights_only=True``)."""
+        self.load_state_dict(load_checkpoint(path, map_location=self.device), stream)
+
+
+# ----------------------------------------------------------------------------------------- predictor
+def fit_predictor(
+    P: nn.Module,
+    train_stream: Stream,
+    val_stream: Stream,
+    *,
+    dist: str = "gaussian",
+    steps: int = 2000,
+    batch_size: int = 16,
+    val_every: int = 50,
+    val_batches: int = 4,
+    patience: int | None = 10,
+    config: TrainConfig | None = None,
+    lr: float | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train a predictor ``P(x) -> (center, log_dispersion)`` with the MLE loss (MR-GAN Eq. 4 / 5).
+
+    Validation loss is measured every ``val_every`` steps on ``val_batches`` batches; the weights with the
+    lowest validation loss are loaded back into P at the end (Appendix B: "the checkpoint with the lowest
+    validation loss"). Training stops early after ``patience`` validations without improvement.
+
+    Returns ``{"best_val": float, "best_step": int, "steps": int, "history": {"step", "train", "val"}}``.
+    """
+    from .losses import DISTS, mle_loss
+
+    if dist not in DISTS:
+        raise ValueError(f"dist must be one of {DISTS}, got {dist!r}")
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("val_every", val_every), ("val_batches", val_batches)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    config = config or TrainConfig()
+    device = torch.device(config.device)
+    P.to(device)
+    opt = make_optimizer(P.parameters(), lr if lr is not None else config.lr_g, config)
+    # a fixed validation set: the same batches every time
+    val_state = val_stream.state_dict()
+    val_data = [val_stream.next(batch_size) for _ in range(val_batches)]
+    val_stream.load_state_dict(val_state)
+
+    def val_loss() -> float:
+        P.eval()
+        with torch.no_grad():
+            tot = 0.0
+            for vx, vy in val_data:
+                c, ld = P(vx.to(device))
+                tot += mle_loss(c, ld, vy.to(device), dist).item()
+        P.train()
+        return tot / len(val_data)
+
+    best, best_step, best_state, bad = math.inf, 0, copy.deepcopy(P.state_dict()), 0
+    hist: dict[str, list[float]] = {"step": [], "train": [], "val": []}
+    P.train()
+    running, n_run, step = 0.0, 0, 0
+    from tqdm.auto import tqdm
+
+    for step in tqdm(range(1, steps + 1), disable=not progress, desc="predictor"):
+        x, y = train_stream.next(batch_size)
+        c, ld = P(x.to(device))
+        loss = mle_loss(c, ld, y.to(device), dist)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"predictor loss became {loss.item()} at step {step}; lower lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_value is not None:
+            nn.utils.clip_grad_value_(P.parameters(), config.clip_value)
+        opt.step()
+        running, n_run = running + loss.item(), n_run + 1
+        if step % val_every == 0:
+            v = val_loss()
+            hist["step"].append(step)
+            hist["train"].append(running / n_run)
+            hist["val"].append(v)
+            running, n_run = 0.0, 0
+            if v < best:
+                best, best_step, best_state, bad = v, step, copy.deepcopy(P.state_dict()), 0
+            else:
+                bad += 1
+                if patience is not None and bad >= patience:
+                    break
+    if not hist["val"]:  # fewer steps than one validation interval
+        best, best_step, best_state = val_loss(), step, copy.deepcopy(P.state_dict())
+    P.load_state_dict(best_state)
+    P.eval()
+    return {"best_val": best, "best_step": best_step, "steps": step, "history": hist}

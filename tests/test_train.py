@@ -1,0 +1,284 @@
+"""The one training loop: sampling contract, every objective's generator step, update ratio,
+optimiser defaults, exact resume, NaN stop, predictor fitting."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from minilib.objectives import PRESETS, Objective, get_objective
+from minilib.train import TrainConfig, Trainer, TrainingDiverged, atomic_save, fit_predictor, load_checkpoint, sample_k
+
+
+class TinyG(nn.Module):
+    def __init__(self, x_dim=1, z_dim=2, y_dim=2):
+        super().__init__()
+        self.z_dim = z_dim
+        self.net = nn.Sequential(nn.Linear(x_dim + z_dim, 16), nn.ReLU(), nn.Linear(16, y_dim))
+        self.calls = 0
+
+    def noise(self, n, device=None, generator=None):
+        return torch.randn(n, self.z_dim, device=device, generator=generator)
+
+    def forward(self, x, z):
+        self.calls += 1
+        return self.net(torch.cat([x, z], dim=1))
+
+
+class TinyD(nn.Module):
+    def __init__(self, x_dim=1, y_dim=2):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(x_dim + y_dim, 16), nn.ReLU(), nn.Linear(16, 1))
+        self.calls = 0
+
+    def forward(self, x, y):
+        self.calls += 1
+        return self.net(torch.cat([x, y], dim=1)).squeeze(1)
+
+
+class TinyP(nn.Module):
+    def __init__(self, x_dim=1, y_dim=2):
+        super().__init__()
+        self.net = nn.Linear(x_dim, 2 * y_dim)
+
+    def forward(self, x):
+        c, ld = self.net(x).chunk(2, dim=1)
+        return c, ld
+
+
+class GaussStream:
+    """y | x ~ N((x, -x), 0.5^2): a conditional stream with a resumable generator."""
+
+    def __init__(self, seed=0):
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def next(self, n):
+        x = torch.rand(n, 1, generator=self.gen) * 2 - 1
+        y = torch.cat([x, -x], 1) + 0.5 * torch.randn(n, 2, generator=self.gen)
+        return x, y
+
+    def state_dict(self):
+        return {"rng": self.gen.get_state()}
+
+    def load_state_dict(self, s):
+        self.gen.set_state(s["rng"])
+
+
+class NotATensor:
+    """An arbitrary class: weights_only loading must refuse to unpickle it."""
+
+
+def quiet(**kw):
+    return TrainConfig(progress=False, **kw)
+
+
+def test_sample_k_one_batched_forward_and_layout():
+    G = TinyG()
+    x = torch.arange(3.0).reshape(3, 1)
+    samples, z = sample_k(G, x, 5)
+    assert samples.shape == (3, 5, 2) and z.shape == (15, 2)
+    assert G.calls == 1
+    # row b*K + j of the flat batch is sample j of input b
+    again = G.net(torch.cat([x.repeat_interleave(5, 0), z], 1)).reshape(3, 5, 2)
+    assert torch.allclose(samples, again)
+
+
+def test_sample_k_rejects_bad_k():
+    with pytest.raises(ValueError, match="k must"):
+        sample_k(TinyG(), torch.zeros(2, 1), 0)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_runs_a_generator_step_and_changes_G(name):
+    torch.manual_seed(0)
+    obj = get_objective(name, k=4)
+    if obj.entropy_weight:  # PresGAN's term needs its hook (minilib.presgan); here it must not be silently ignored
+        obj = obj.replace(entropy_weight=0.0)
+    G, D = TinyG(), TinyD()
+    P = TinyP() if obj.needs_predictor else None
+    tr = Trainer(G, D if obj.uses_discriminator else None, obj, quiet(batch_size=8, g_batch_size=4), P=P)
+    before = [p.clone() for p in G.parameters()]
+    x, y = GaussStream().next(4)
+    out = tr.generator_step(x, y)
+    assert math.isfinite(out["g_total"])
+    expected = {"gan"} if obj.gan_weight else set()
+    expected |= {"rec"} if obj.rec else set()
+    expected |= {"moment"} if obj.moment else set()
+    expected |= {"ms"} if obj.ms_weight else set()
+    assert {k[2:] for k in out} - {"total"} == expected
+    assert out["g_total"] == pytest.approx(sum(out["g_" + k] for k in expected), rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))
+
+
+def test_generator_step_matches_hand_computed_loss():
+    """g_total equals the weighted sum computed by hand from the same samples."""
+    from minilib import losses as L
+
+    torch.manual_seed(0)
+    obj = Objective(name="t", gan_weight=0.5, rec="l1", rec_weight=3.0, moment="mr", moment_weight=2.0, k=4)
+    G, D = TinyG(), TinyD()
+    tr = Trainer(G, D, obj, quiet())
+    x, y = GaussStream().next(3)
+    state = tr.noise_gen.get_state()
+    terms = tr.generator_losses(x, y)
+    tr.noise_gen.set_state(state)
+    with torch.no_grad():
+        s, _ = sample_k(G, x, 4, tr.noise_gen)
+        hand = 0.5 * L.gan_loss(D(x.repeat_interleave(4, 0), s.reshape(12, 2)), True, generator=True) + 3.0 * L.reconstruction_loss(s, y, 1) + 2.0 * L.mr_loss(s, y, "gaussian", 2)
+    assert terms["total"].item() == pytest.approx(hand.item(), rel=1e-5)
+
+
+def test_update_ratio_and_defaults():
+    cfg = quiet(d_steps=1, g_steps=5, batch_size=8, g_batch_size=4)
+    assert (cfg.lr_g, cfg.lr_d, cfg.betas, cfg.weight_decay, cfg.amsgrad, cfg.clip_value) == (1e-4, 1e-4, (0.5, 0.999), 1e-4, True, 0.5)
+    G, D = TinyG(), TinyD()
+    tr = Trainer(G, D, get_objective("gan", k=2), cfg)
+    assert tr.opt_g.defaults["amsgrad"] and tr.opt_g.defaults["weight_decay"] == 1e-4
+    tr.fit(GaussStream(), 3)
+    assert tr.step == 3
+    # per step: 1 D update (G once for the fake, D twice: real + fake), 5 G updates (G once, D once each)
+    assert G.calls == 3 * (1 + 5)
+    assert D.calls == 3 * (2 + 5)
+
+
+def test_clip_by_value_is_applied():
+    G, D = TinyG(), TinyD()
+    obj = Objective(name="big", gan_weight=0.0, rec="l2", rec_weight=1e6, k=2)
+    tr = Trainer(G, None, obj, quiet(clip_value=0.5))
+    x, y = GaussStream().next(4)
+    tr.generator_step(x, y)
+    assert max(p.grad.abs().max().item() for p in G.parameters()) <= 0.5 + 1e-7
+
+
+def test_history_and_callback():
+    tr = Trainer(TinyG(), TinyD(), get_objective("gan+mr2", k=4), quiet(log_every=2))
+    seen = []
+    tr.fit(GaussStream(), 6, callback=lambda t: (seen.append(t.step), t.log(metric=t.step * 2.0)), callback_every=3)
+    assert seen == [3, 6]
+    assert tr.history["step"] == [2.0, 4.0, 6.0]
+    assert len(tr.history["g_moment"]) == 3 and len(tr.history["d_real"]) == 3
+    assert tr.history["metric"] == [6.0, 12.0]
+
+
+def _run(steps, ckpt=None, resume_from=None, seed=0):
+    torch.manual_seed(123)
+    G, D, P = TinyG(), TinyD(), TinyP()
+    tr = Trainer(G, D, get_objective("gan+pmr2", k=4), quiet(seed=seed, log_every=1), P=P)
+    stream = GaussStream(7)
+    if resume_from is not None:
+        tr.load(resume_from, stream)
+    tr.fit(stream, steps, checkpoint=ckpt, checkpoint_every=2 if ckpt else 0)
+    return tr
+
+
+def test_exact_resume(tmp_path):
+    full = _run(6)
+    _run(4, ckpt=tmp_path / "ck.pt")
+    resumed = _run(6, resume_from=tmp_path / "ck.pt")
+    for a, b in zip(full.G.parameters(), resumed.G.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(full.D.parameters(), resumed.D.parameters()):
+        assert torch.equal(a, b)
+    assert full.history == resumed.history
+
+
+def test_checkpoint_is_weights_only_and_atomic(tmp_path):
+    path = tmp_path / "a" / "ck.pt"
+    atomic_save({"w": torch.ones(2)}, path)
+    assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+    assert torch.equal(load_checkpoint(path)["w"], torch.ones(2))
+
+    atomic_save({"obj": NotATensor()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="weights_only|Unsupported global"):
+        load_checkpoint(tmp_path / "evil.pt")
+    # a save that fails half-way leaves neither a partial file nor a temp file
+    with pytest.raises(Exception):
+        atomic_save({"obj": lambda: 0}, tmp_path / "b" / "bad.pt")
+    assert list((tmp_path / "b").iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_with_wrong_objective_is_refused(tmp_path):
+    tr = Trainer(TinyG(), TinyD(), get_objective("gan", k=2), quiet())
+    tr.save(tmp_path / "c.pt")
+    other = Trainer(TinyG(), TinyD(), get_objective("gan+mr1", k=2), quiet())
+    with pytest.raises(ValueError, match="objective"):
+        other.load(tmp_path / "c.pt")
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Bomb(GaussStream):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def next(self, n):
+            self.n += 1
+            x, y = super().next(n)
+            if self.n > 8:
+                y = y * float("nan")
+            return x, y
+
+    tr = Trainer(TinyG(), TinyD(), get_objective("gan+l2", k=2), quiet())
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(TrainingDiverged, match="step"):
+        tr.fit(Bomb(), 100, checkpoint=ck, checkpoint_every=1)
+    state = load_checkpoint(ck)
+    assert 1 <= state["step"] < tr.step + 1
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_fit_predictor_recovers_conditional_moments_and_keeps_best():
+    torch.manual_seed(0)
+    P = TinyP()
+    out = fit_predictor(P, GaussStream(1), GaussStream(2), steps=1500, batch_size=64, val_every=50,
+                        config=TrainConfig(lr_g=1e-2, weight_decay=0.0, progress=False))
+    assert out["best_val"] == min(out["history"]["val"])
+    x = torch.tensor([[0.5], [-0.5]])
+    c, ld = P(x)
+    assert torch.allclose(c, torch.tensor([[0.5, -0.5], [-0.5, 0.5]]), atol=0.1)
+    assert torch.allclose(ld.exp(), torch.full((2, 2), 0.25), atol=0.06)
+
+
+def test_fit_predictor_early_stops_on_validation():
+    class Shifted(GaussStream):  # validation data the model cannot fit: stopping must happen
+        def next(self, n):
+            x, y = super().next(n)
+            return x, y + 100.0
+
+    P = TinyP()
+    out = fit_predictor(P, GaussStream(1), Shifted(2), steps=5000, val_every=10, patience=3,
+                        config=TrainConfig(lr_g=1e-2, progress=False))
+    assert out["steps"] < 5000
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: get_objective("gan+mr3"), "presets"),
+        (lambda: Objective(moment="mr", moment_weight=1.0, moment_order=2, k=1), "k must be >= 2"),
+        (lambda: Objective(ms_weight=1.0, k=1), "k must be >= 2"),
+        (lambda: Objective(moment="mrx"), "moment"),
+        (lambda: Objective(moment_dist="cauchy"), "moment_dist"),
+        (lambda: Objective(rec="l3"), "rec"),
+        (lambda: Objective(rec_weight=-1.0), "rec_weight"),
+        (lambda: Objective(gan_weight=0.0), "no term"),
+        (lambda: TrainConfig(lr_g=0.0), "lr_g"),
+        (lambda: TrainConfig(g_steps=0), "g_steps"),
+        (lambda: Trainer(TinyG(), None, get_objective("gan"), quiet()), "D is required"),
+        (lambda: Trainer(TinyG(), TinyD(), get_objective("gan+pmr2"), quiet()), "P is required"),
+        (lambda: Trainer(nn.Linear(2, 2), TinyD(), get_objective("gan"), quiet()), "noise"),
+    ],
+)
+def test_bad_settings(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_presets_have_paper_names():
+    for name in ["gan", "l2", "gan+l1", "gan+l2", "gan+mr1", "gan+mr2", "gan+pmr1", "gan+pmr2", "gan+mr1-laplace",
+                 "gan+mr2-laplace", "gan+pmr1-laplace", "gan+pmr2-laplace", "gan+ms", "gan+l1+ms"]:
+        assert get_objective(name).name == name
+    assert get_objective("gan+pmr2-laplace").moment_dist == "laplace"
+    assert get_objective("gan+ms", ms_weight=5.0).ms_weight == 5.0
