@@ -1,0 +1,82 @@
+"""Command line: ``python -m minilib <command> [...]``.
+
+Each command is implemented next to the code it drives; this file only dispatches:
+
+=========================  =====================================================================
+``train``                  train an image task (Pix2Pix / SRGAN / GLCIC) -> ``minilib.tasks``
+``prepare``                convert a downloaded dataset to the course's layout -> ``minilib.data``
+``evaluate``               score a run with a named protocol, write JSON -> ``minilib.evaluate``
+``reproduce toy``          the toy tables and figures of notebooks 02-03 -> ``minilib.toy_experiments``
+``bench toy|widgets|image|hmc``  timing ratios printed as a table
+=========================  =====================================================================
+
+``python -m minilib <command> --help`` explains each one.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+# command -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("minilib.tasks", "train_main", "train an image task (pix2pix-cityscapes, srgan-celeba, glcic-celeba, ...)"),
+    "prepare": ("minilib.data", "prepare_main", "prepare a downloaded dataset (cityscapes, maps, celeba) for training"),
+    "evaluate": ("minilib.evaluate", "evaluate_main", "evaluate a training run with a named protocol and write JSON"),
+}
+SUBCOMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "reproduce": {
+        "toy": ("minilib.toy_experiments", "reproduce_main", "the toy experiments' tables (markdown) and figures"),
+    },
+    "bench": {
+        "toy": ("minilib.toy_experiments", "bench_main", "toy step time of each objective relative to a GAN step"),
+        "widgets": ("minilib.multitrain", "bench_main", "several objectives trained at once vs one at a time"),
+        "image": ("minilib.tasks", "bench_main", "image MR/pMR generator step relative to the baseline step"),
+        "hmc": ("minilib.presgan", "bench_main", "HMC throughput and PresGAN step cost"),
+    },
+}
+
+
+def _usage() -> str:
+    lines = ["usage: python -m minilib <command> [options]", "", "commands:"]
+    for name, (_, _, text) in COMMANDS.items():
+        lines.append(f"  {name:<22}{text}")
+    for group, subs in SUBCOMMANDS.items():
+        for sub, (_, _, text) in subs.items():
+            lines.append(f"  {group + ' ' + sub:<22}{text}")
+    lines += ["", "Run `python -m minilib <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _load(module: str, func: str) -> Callable[[Sequence[str]], int | None]:
+    return getattr(importlib.import_module(module), func)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd in COMMANDS:
+        module, func, _ = COMMANDS[cmd]
+        return int(_load(module, func)(rest) or 0)
+    if cmd in SUBCOMMANDS:
+        subs = SUBCOMMANDS[cmd]
+        if not rest or rest[0] in ("-h", "--help"):
+            print(f"usage: python -m minilib {cmd} {{{','.join(subs)}}} [options]")
+            for sub, (_, _, text) in subs.items():
+                print(f"  {sub:<10}{text}")
+            return 0
+        if rest[0] not in subs:
+            print(f"error: unknown {cmd} target {rest[0]!r}; expected one of {sorted(subs)}", file=sys.stderr)
+            return 2
+        module, func, _ = subs[rest[0]]
+        return int(_load(module, func)(rest[1:]) or 0)
+    print(f"error: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
