@@ -1,0 +1,381 @@
+"""What notebooks 08-10 share: pick a profile, train (or reuse) the baseline / MR / proxy-MR runs of
+an image task through ``python -m minilib train``, load them, draw MR-GAN-style figures and score
+them with the MR-GAN diversity protocol through :mod:`minilib.evaluate`.
+
+* :func:`setup` — the profile (``$MINILIB_PROFILE``, else full with CUDA and data, else smoke) and
+  why, printed; where the runs go; how many rounds to train.
+* :func:`ensure_run` / :func:`ensure_runs` — train a run, resume an unfinished one, or reuse a
+  finished one (so re-running a notebook is fast). :func:`train_argv` is the exact command line.
+* :func:`load_run` — G (and P for proxy MR) with the run's weights, its datasets and history.
+* :func:`paper_columns` / :func:`plot_paper_figure` — rows like MR-GAN Figures 1, 3, 5-10:
+  input | ground truth | predicted mean | predicted variance | sample mean | sample variance | samples.
+* :func:`evaluate_runs` / :func:`results_markdown` — MR-GAN protocol (20 samples per input,
+  10 random pairs, mean over inputs): LPIPS when its backbone weights exist; in the smoke profile
+  without them a pixel-space ℓ1 diversity, and the records say which metric was used.
+* :func:`appendix_b_markdown` / :func:`full_commands` — the paper's settings and the GPU commands.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .data import DatasetStream
+from .losses import sample_moments
+from .objectives import Objective
+from .tasks import TASKS, Built, TaskSpec, build, choose_profile, train_main
+from .train import TrainConfig, load_checkpoint, sample_k
+
+__all__ = ["SMOKE_STEPS", "CourseSetup", "default_dirs", "RunInfo", "LoadedRun", "course_objectives", "setup", "train_argv",
+           "ensure_run", "ensure_runs", "load_run", "sample_spread", "paper_columns", "plot_paper_figure",
+           "plot_histories", "evaluate_runs", "results_markdown", "appendix_b_markdown", "full_commands"]
+
+# training rounds of the smoke profile per network kind: each run takes a few seconds on one CPU core
+SMOKE_STEPS: dict[str, int] = {"pix2pix": 8, "srgan": 3, "glcic": 6}
+FULL_STEPS = 100_000  # train_main's default for the full profile
+
+
+def _spec(task: str | TaskSpec) -> TaskSpec:
+    if isinstance(task, TaskSpec):
+        return task
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)} or a TaskSpec, got {task!r}")
+    return TASKS[task]
+
+
+def course_objectives(task: str | TaskSpec) -> dict[str, str]:
+    """``{"baseline": "gan+l1" | "gan+l2", "MR": "gan+mr2", "proxy MR": "gan+pmr2"}`` for a task:
+    the paper's baseline (Pix2Pix ℓ1, SRGAN / GLCIC ℓ2) and the Gaussian first-and-second-moment
+    variants (MR-GAN's MCMLE1/2 and MLMM1/2, Eq. 8 and Eq. 6)."""
+    return {"baseline": _spec(task).baseline, "MR": "gan+mr2", "proxy MR": "gan+pmr2"}
+
+
+@dataclass(frozen=True)
+class CourseSetup:
+    """A notebook's choices: ``profile`` ("smoke"/"full") and ``reason``, ``device``, the dataset
+    folder ``data`` (None: smoke fixtures generated inside each run), ``runs`` (root of the run
+    folders) and ``steps`` (training rounds per run)."""
+
+    task: str
+    profile: str
+    reason: str
+    device: str
+    data: str | None
+    runs: Path
+    steps: int
+
+
+def default_dirs(task: str | TaskSpec) -> tuple[Path, Path]:
+    """``(data, runs)``: ``$MINILIB_DATA`` or ``data/<dataset>`` and ``runs/`` of the source checkout
+    this module lives in (so notebooks run from ``notebooks/`` write to the repository's git-ignored
+    ``runs/``); outside a checkout, relative to the working directory."""
+    spec = _spec(task)
+    repo = Path(__file__).resolve().parents[1]
+    base = repo if (repo / "pyproject.toml").is_file() else Path(".")
+    return Path(os.environ.get("MINILIB_DATA") or base / "data" / spec.dataset), base / "runs"
+
+
+def setup(task: str, data: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
+          device: str | None = None, steps: int | None = None, verbose: bool = True) -> CourseSetup:
+    """Choose the profile like DESIGN.md section 5 (:func:`minilib.tasks.choose_profile`) and print why.
+
+    ``data`` is the prepared dataset folder (e.g. ``data/cityscapes``); the full profile needs it
+    and CUDA. Runs go to ``<runs>/<task>/<profile>/<objective>`` (defaults: :func:`default_dirs`). ``steps`` defaults to
+    :data:`SMOKE_STEPS` (smoke) or 100,000 rounds (full, the paper's length)."""
+    spec = _spec(task)
+    data = default_dirs(spec)[0] if data is None else data
+    runs = default_dirs(spec)[1] if runs is None else runs
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    profile, reason = choose_profile(data, device)
+    if profile == "full" and (data is None or not Path(data).is_dir()):
+        raise ValueError(f"the full profile needs data= the prepared {spec.dataset} folder (see data/README.md), got {data!r}")
+    out = CourseSetup(spec.name, profile, reason, device, str(data) if profile == "full" else None,
+                      Path(runs) / spec.name / profile,
+                      steps or (FULL_STEPS if profile == "full" else SMOKE_STEPS[spec.kind]))
+    if verbose:
+        print(f"profile: {profile} ({reason}); device {device}; {out.steps} rounds per run; runs in {out.runs}")
+    return out
+
+
+def train_argv(cfg: CourseSetup, objective: str, resume: bool = False, threads: int | None = 1) -> list[str]:
+    """The ``python -m minilib train`` arguments for one run of ``cfg`` (see :func:`full_commands`)."""
+    argv = ["--task", cfg.task, "--objective", objective, "--out", str(cfg.runs / objective), "--profile", cfg.profile,
+            "--device", cfg.device, "--steps", str(cfg.steps)]
+    if cfg.data:
+        argv += ["--data", cfg.data]
+    if cfg.profile == "smoke":
+        argv += ["--no-progress"] + (["--threads", str(threads)] if threads else [])
+    return argv + (["--resume"] if resume else [])
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run folder after :func:`ensure_run`: ``action`` is "trained", "resumed" or "reused"."""
+
+    objective: str
+    path: Path
+    step: int
+    action: str
+    seconds: float
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    ckpt = path / "checkpoint.pt"
+    return int(load_checkpoint(ckpt)["step"]) if ckpt.is_file() else None
+
+
+def ensure_run(cfg: CourseSetup, objective: str, threads: int | None = 1) -> RunInfo:
+    """Make sure ``<cfg.runs>/<objective>`` holds a run trained for ``cfg.steps`` rounds: train it from
+    scratch, resume it (``--resume``: exact continuation) if it stopped earlier, or reuse it.
+
+    A folder that holds a different task, profile or objective raises ValueError."""
+    path = cfg.runs / objective
+    t0 = time.perf_counter()
+    step = _checkpoint_step(path)
+    if step is not None:
+        meta = json.loads((path / "run.json").read_text())
+        got = (meta["task"]["name"], meta["profile"], meta["objective"]["name"].split(":")[-1])
+        if got != (cfg.task, cfg.profile, objective):
+            raise ValueError(f"{path} holds a run of {got}, expected {(cfg.task, cfg.profile, objective)}; "
+                             "choose another runs= folder")
+        if step >= cfg.steps:
+            return RunInfo(objective, path, step, "reused", time.perf_counter() - t0)
+    rc = train_main(train_argv(cfg, objective, resume=step is not None, threads=threads))
+    if rc != 0:
+        raise RuntimeError(f"python -m minilib train {shlex.join(train_argv(cfg, objective))} failed with status {rc}")
+    return RunInfo(objective, path, int(_checkpoint_step(path) or 0), "resumed" if step is not None else "trained",
+                   time.perf_counter() - t0)
+
+
+def ensure_runs(cfg: CourseSetup, objectives: Sequence[str] | None = None, threads: int | None = 1) -> dict[str, RunInfo]:
+    """:func:`ensure_run` for each objective (default: :func:`course_objectives`' baseline, MR, proxy MR);
+    prints one line per run. Returns ``{objective: RunInfo}``."""
+    objectives = list(objectives or course_objectives(cfg.task).values())
+    out = {}
+    for name in objectives:
+        info = ensure_run(cfg, name, threads)
+        print(f"{name:<10} {info.action:<8} step {info.step:>6} ({info.seconds:.1f} s)  {info.path}")
+        out[name] = info
+    return out
+
+
+@dataclass
+class LoadedRun:
+    """A run loaded for figures: ``G`` (eval mode), ``P`` (proxy MR's predictor, else None), the task
+    ``spec``, ``objective``, ``profile``, checkpoint ``step``, training ``history`` and the
+    :class:`~minilib.tasks.Built` task (datasets, ``to_image``)."""
+
+    path: Path
+    spec: TaskSpec
+    objective: Objective
+    profile: str
+    step: int
+    G: nn.Module
+    P: nn.Module | None
+    built: Built
+    history: dict[str, list] = field(default_factory=dict)
+
+    def val_batch(self, n: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` validation pairs (fixed order, no flips): ``(x [n, ...], y [n, C, H, W])``."""
+        n = min(n, len(self.built.val))
+        return DatasetStream(self.built.val, seed, shuffle=False).next(n)
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
+    """Load a ``train`` run folder (``run.json``, ``checkpoint.pt``, ``predictor.pt`` if any)."""
+    path = Path(path)
+    if not (path / "run.json").is_file() or not (path / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"path {path} is not a training run: expected run.json and checkpoint.pt")
+    meta = json.loads((path / "run.json").read_text())
+    spec = TASKS.get(meta["task"]["name"]) or TaskSpec(**meta["task"])
+    objective = Objective(**meta["objective"])
+    built = build(spec, meta["data"], meta["profile"], device, meta["config"].get("seed", 0), objective, progress=False)
+    state = load_checkpoint(path / "checkpoint.pt", device)
+    built.G.load_state_dict(state["G"])
+    P = None
+    if (path / "predictor.pt").is_file():
+        built.P.load_state_dict(load_checkpoint(path / "predictor.pt", device)["P"])
+        P = built.P.to(device).eval()
+    hist = json.loads((path / "history.json").read_text()) if (path / "history.json").is_file() else {}
+    return LoadedRun(path, spec, objective, meta["profile"], int(state["step"]), built.G.to(device).eval(), P, built, hist)
+
+
+@torch.no_grad()
+def sample_spread(G: nn.Module, x: torch.Tensor, k: int = 8, seed: int = 0) -> torch.Tensor:
+    """How much the output moves with z: per input, the mean over pixels of the standard deviation
+    over ``k`` samples. x ``[B, ...]`` -> ``[B]`` (0 for a generator that ignores its noise)."""
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an int >= 2 (a spread needs two samples), got {k!r}")
+    was = G.training
+    G.eval()
+    samples, _ = sample_k(G, x, k, torch.Generator(x.device).manual_seed(seed))  # [B, K, C, H, W]
+    G.train(was)
+    return samples.float().std(1).flatten(1).mean(1)
+
+
+@torch.no_grad()
+def paper_columns(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, k: int = 20, n_samples: int = 3,
+                  seed: int = 0) -> dict[str, torch.Tensor]:
+    """The columns of MR-GAN's sample figures, each ``[B, 3, H, W]`` in image units [0, 1]:
+    "input", "ground truth", ("predicted mean", "predicted variance" with a predictor),
+    "sample mean", "sample variance", "sample 1".."sample n". Moments of ``k`` samples follow
+    Eq. 7 with the run's distribution (Laplace: median and MAD); dispersions are in image units
+    (variances scaled by the square of the y -> image slope), not yet normalised for display."""
+    if not isinstance(k, int) or k < 2 or not isinstance(n_samples, int) or not 0 <= n_samples <= k:
+        raise ValueError(f"need ints k >= 2 and 0 <= n_samples <= k, got k={k!r}, n_samples={n_samples!r}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must hold the same number of inputs, got {x.shape[0]} and {y.shape[0]}")
+    dev = next(run.G.parameters()).device
+    x = x.to(dev)
+    to_image = run.built.to_image
+    img = lambda t: to_image(x, t)[1].float().clamp(0, 1)  # noqa: E731 - y-space -> [0, 1]
+    # y -> image is affine (identity or (y+1)/2): its slope converts y-space dispersions to image units
+    slope = float((to_image(x[:1], torch.ones_like(y[:1]))[1] - to_image(x[:1], torch.zeros_like(y[:1]))[1]).mean())
+    power = 2 if run.objective.moment_dist == "gaussian" else 1
+    grey = lambda v: v.float().cpu().mean(1, keepdim=True).expand(-1, 3, -1, -1) * abs(slope) ** power  # noqa: E731
+    samples, _ = sample_k(run.G, x, k, torch.Generator(dev).manual_seed(seed))  # [B, K, C, H, W]
+    center, disp = sample_moments(samples.float(), run.objective.moment_dist)
+    xi, yi = to_image(x, y)
+    cols = {"input": xi.float().clamp(0, 1), "ground truth": yi.float().clamp(0, 1)}
+    if run.P is not None:
+        p_center, p_log = run.P(x)
+        cols["predicted mean"] = img(p_center).cpu()
+        cols["predicted variance"] = grey(p_log.exp())
+    cols["sample mean"] = img(center).cpu()
+    cols["sample variance"] = grey(disp)
+    for j in range(n_samples):
+        cols[f"sample {j + 1}"] = img(samples[:, j]).cpu()
+    return cols
+
+
+def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: float = 1.3) -> Any:
+    """A matplotlib figure, one row per input, one column per entry of :func:`paper_columns`.
+    Variance columns share one grey scale (white = the largest variance shown), as in the paper."""
+    import matplotlib.pyplot as plt
+
+    if not columns:
+        raise ValueError("columns must not be empty (use paper_columns)")
+    var_names = [n for n in columns if "variance" in n]
+    vmax = max([float(columns[n].max()) for n in var_names] + [1e-12])
+    names = list(columns)
+    rows = columns[names[0]].shape[0]
+    fig, axes = plt.subplots(rows, len(names), figsize=(scale * len(names), scale * rows + 0.4), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(rows):
+            t = columns[name][i]
+            t = (t / vmax).clamp(0, 1) if name in var_names else t
+            axes[i, j].imshow(t.permute(1, 2, 0).numpy(), interpolation="nearest")
+            axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
+        axes[0, j].set_title(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(runs: dict[str, LoadedRun], keys: Sequence[str] = ("d_real", "d_fake", "g_gan")) -> Any:
+    """Training curves (one panel per history key) of several runs, labelled by objective."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, run in runs.items():
+            if key in run.history:
+                ax.plot(run.history["step"][-len(run.history[key]):], run.history[key], label=name, marker=".")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("round")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def evaluate_runs(runs: dict[str, RunInfo] | dict[str, Path], profile: str, num_inputs: int = 300,
+                  metric: str = "auto", device: str = "cpu", seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Score each run with the MR-GAN protocol through :func:`minilib.evaluate.evaluate_run` and write
+    ``<run>/eval_mrgan_<metric>.json`` (what ``python -m minilib evaluate`` writes; read by
+    :mod:`minilib.results`). A record for the run's current step and ``num_inputs`` is reused.
+
+    ``metric="auto"``: LPIPS (AlexNet, v0.1) if its backbone weights are on this machine; otherwise,
+    in the smoke profile only, pixel ℓ1 diversity with a printed note (in full the missing-weights
+    error is raised, since the paper's claim is about LPIPS). Each record gets ``"profile"``."""
+    from .evaluate import evaluate_run
+    from .metrics.images import MissingWeightsError, load_lpips
+
+    if profile not in ("smoke", "full"):
+        raise ValueError(f"profile must be 'smoke' or 'full', got {profile!r}")
+    if metric not in ("auto", "lpips", "pixel"):
+        raise ValueError(f"metric must be 'auto', 'lpips' or 'pixel', got {metric!r}")
+    if metric == "auto":
+        try:
+            load_lpips("alex", "0.1")
+            metric = "lpips"
+        except MissingWeightsError as e:
+            if profile == "full":
+                raise
+            metric = "pixel"
+            print(f"note: {str(e).split('. On a machine')[0]}, so this smoke run scores pixel-space l1 diversity "
+                  "instead of LPIPS (minilib.metrics.images.load_lpips says how to get the weights).")
+    out = {}
+    for name, run in runs.items():
+        path = run.path if isinstance(run, RunInfo) else Path(run)
+        file = path / f"eval_mrgan_{metric}.json"
+        step = _checkpoint_step(path)
+        rec = json.loads(file.read_text()) if file.is_file() else None
+        if rec is None or (rec.get("step"), rec.get("requested_inputs"), rec.get("seed")) != (step, num_inputs, seed):
+            rec = {**evaluate_run(path, "mrgan", metric, num_inputs, device=device, seed=seed),
+                   "requested_inputs": num_inputs, "seed": seed}
+            tmp = file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(rec, indent=1, default=str))
+            tmp.replace(file)
+        rec["file"] = str(file)
+        out[name] = rec
+    return out
+
+
+def results_markdown(records: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of :func:`evaluate_runs` records: objective, profile, rounds, metric, inputs,
+    diversity mean and 95% interval. Smoke rows say "smoke" (they are not the paper's numbers)."""
+    lines = ["| objective | profile | rounds | metric | inputs | diversity (MR-GAN protocol) | 95% CI |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in records.items():
+        d = r["diversity"]
+        label = r["profile"] + (" (not comparable with the paper)" if r["profile"] == "smoke" else "")
+        lines.append(f"| {name} | {label} | {r['step']} | {d['metric']} | {r['num_inputs']} | {d['mean']:.3g} | "
+                     f"[{d['ci_low']:.3g}, {d['ci_high']:.3g}] |")
+    return "\n".join(lines)
+
+
+def appendix_b_markdown(task: str | TaskSpec) -> str:
+    """MR-GAN Appendix B's settings for a task as a markdown table (from :data:`minilib.tasks.TASKS`
+    and :class:`~minilib.train.TrainConfig`'s defaults, so the table is what the code runs)."""
+    spec, c = _spec(task), TrainConfig()
+    rows = [("networks / data", spec.about), ("batch size: D and predictor / G", f"{spec.batch_size} / {spec.g_batch_size}"),
+            ("samples per input K", spec.k), ("D : G updates per round", f"{spec.d_steps} : {spec.g_steps}"),
+            (f"baseline {spec.baseline}: reconstruction weight", spec.rec_weight),
+            ("MR (gan+mr1/mr2) weight λ", spec.mr_weight), ("proxy MR (gan+pmr1/pmr2) weight λ", spec.pmr_weight),
+            ("optimiser", f"Adam{' (AMSGrad)' if c.amsgrad else ''}, betas {tuple(c.betas)}, weight decay {c.weight_decay}"),
+            ("learning rates G / D", f"{c.lr_g} / {c.lr_d}"), ("gradient clipping by value", c.clip_value)]
+    return "\n".join(["| setting | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
+
+
+def full_commands(task: str | TaskSpec, raw: str = "data/{dataset}_raw", data: str = "data/{dataset}",
+                  runs: str = "runs") -> list[str]:
+    """The shell commands of the full profile on a GPU: prepare the downloaded dataset, train the
+    baseline, MR and proxy MR runs (resumable with ``--resume``), evaluate each with the MR-GAN protocol."""
+    spec = _spec(task)
+    raw, data = raw.format(dataset=spec.dataset), data.format(dataset=spec.dataset)
+    cmds = [f"python -m minilib prepare {spec.dataset} --src {raw} --dst {data}"]
+    for obj in course_objectives(spec).values():
+        out = f"{runs}/{spec.name}/full/{obj}"
+        cmds.append(f"python -m minilib train --task {spec.name} --objective {obj} --data {data} --out {out}")
+        cmds.append(f"python -m minilib evaluate --run {out} --protocol mrgan --metric lpips")
+    return cmds
