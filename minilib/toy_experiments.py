@@ -1,0 +1,426 @@
+"""Toy experiments: train one objective on one toy with ``minilib.train.Trainer``, measure it exactly, cache it.
+
+``run_toy(dataset, objective, seed)`` builds the MLPs of :mod:`minilib.toy`, fits the predictor when the
+objective is proxy MR (``fit_predictor``, Eq. 4 / 5), trains with the shared loop, records animation
+frames through the trainer's callback, and scores the generator with :mod:`minilib.metrics.toy`. Results
+are cached on disk (``$MINILIB_CACHE`` or ``~/.cache/minilib/toy``) under a hash of every setting, so a
+notebook re-run is instant; a cold run trains.
+
+Regimes (:data:`REGIMES`). The toys override MR-GAN's Appendix B optimiser (AMSGrad, lr 1e-4, weight
+decay 1e-4, clip 0.5 -- tuned for images and far too slow for a 2-D toy in a 3-minute notebook):
+
+* all toys: Adam lr 1e-3 for G and D, betas (0.5, 0.999), no weight decay, no AMSGrad, no clipping;
+  2-hidden-layer ReLU MLPs (MR-GAN used 2-3 layer MLPs); K = 8 samples per input; D batch 32;
+  G batch 32 inputs x K.
+* ``ring``: 2-D latent, 1,000 steps; moment weight 1 (at the presets' 10 the one-sample targets of MR
+  dominate and smear the samples: measured MR1 x 10 held 1-3 of 8 modes), ℓ2 weight 10 (the preset's).
+  A 1-D latent makes a plain GAN lose modes (measured 4/8 after 1,500 steps, seeds 0-2) but within the
+  notebooks' budget it also kept MR1 at 1-2 modes (1,000 steps), so it is not the default; pass
+  ``z_dim=1`` to explore it. With a 2-D latent our prototypes' plain GAN kept all eight modes after
+  3,000 steps: the papers' "GAN collapses" picture is not reproduced by this regime (see notebook 03).
+* ``y-shape``: 2-D latent, 600 steps; ℓ2 weight 100 (the Pix2Pix recipe, ℓ1 x 100, the papers'
+  baseline) and moment weight 10 (the presets').
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .metrics.toy import conditional_w1, mode_stats, std_ratio
+from .objectives import Objective, get_objective
+from .toy import MixtureToy, ToyDataset, ToyStream, make_dataset, make_models
+from .train import TrainConfig, Trainer, fit_predictor
+
+__all__ = ["ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "evaluate_toy", "sample_frame", "predictor_moments",
+           "cache_dir", "summary_table", "reproduce_main", "bench_main"]
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ToyRegime:
+    """Networks, optimiser and weights of a toy run (see the module docstring for why each differs from Appendix B)."""
+
+    z_dim: int = 2
+    hidden: int = 128
+    layers: int = 2
+    act: str = "relu"
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    clip_value: float | None = None
+    batch_size: int = 32
+    g_batch_size: int = 32
+    k: int = 8
+    steps: int = 1000
+    moment_weight: float | None = None  # None: keep the preset's weight
+    rec_weight: float | None = None
+    predictor_steps: int = 400
+    predictor_lr: float = 3e-3
+
+    def replace(self, **changes: Any) -> "ToyRegime":
+        return dataclasses.replace(self, **changes)
+
+
+REGIMES: dict[str, ToyRegime] = {
+    "ring": ToyRegime(z_dim=2, steps=1000, moment_weight=1.0),
+    "grid": ToyRegime(z_dim=2, steps=1000, moment_weight=1.0),
+    "mixture-1d": ToyRegime(z_dim=1, steps=600, moment_weight=1.0),
+    "y-shape": ToyRegime(z_dim=2, steps=600, rec_weight=100.0),
+}
+"""Default regime per dataset name."""
+
+
+@dataclass
+class ToyResult:
+    """What :func:`run_toy` returns: the trained networks, the trainer's history, exact metrics and frames."""
+
+    dataset: ToyDataset
+    objective: Objective
+    seed: int
+    regime: ToyRegime
+    G: torch.nn.Module
+    P: torch.nn.Module | None
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    frames: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    cached: bool = False
+
+
+def cache_dir() -> Path:
+    """``$MINILIB_CACHE/toy`` if set, else ``~/.cache/minilib/toy``."""
+    root = os.environ.get("MINILIB_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "minilib") / "toy"
+
+
+def _objective(objective: str | Objective, regime: ToyRegime) -> Objective:
+    """A preset name gets the regime's K and weights; an ``Objective`` is used exactly as given."""
+    if isinstance(objective, Objective):
+        return objective
+    if not isinstance(objective, str):
+        raise TypeError(f"objective must be a preset name or an Objective, got {type(objective).__name__}")
+    obj = get_objective(objective, k=regime.k)
+    changes: dict[str, float] = {}
+    if obj.moment is not None and regime.moment_weight is not None:
+        changes["moment_weight"] = regime.moment_weight
+    if obj.rec is not None and obj.gan_weight > 0 and regime.rec_weight is not None:
+        changes["rec_weight"] = regime.rec_weight
+    return obj.replace(**changes) if changes else obj
+
+
+def _eval_inputs(dataset: ToyDataset, n: int) -> torch.Tensor:
+    """Fixed inputs for metrics and frames: ``[n, 0]`` (unconditional) or an even grid of x in (-1, 1)."""
+    if dataset.x_dim == 0:
+        return dataset.constant_x(n)
+    return torch.linspace(-0.975, 0.975, n).view(-1, 1)
+
+
+@torch.no_grad()
+def sample_frame(G: torch.nn.Module, dataset: ToyDataset, n: int = 600, seed: int = 1234, step: int = 0) -> dict:
+    """A picture's worth of samples with fixed inputs and fixed noise (so frames move smoothly):
+    ``{"step", "x" [n, x_dim], "y" [n, y_dim]}``."""
+    was = G.training
+    G.eval()
+    x = _eval_inputs(dataset, n) if dataset.x_dim == 0 else torch.rand(n, 1, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    y = G(x, G.noise(n, generator=torch.Generator().manual_seed(seed + 1)))
+    G.train(was)
+    return {"step": int(step), "x": x, "y": y.detach().clone()}
+
+
+@torch.no_grad()
+def evaluate_toy(G: torch.nn.Module, dataset: ToyDataset, n: int = 2000, n_x: int = 32, seed: int = 4321) -> dict[str, Any]:
+    """Exact metrics of a generator (DESIGN.md section 7).
+
+    Mixtures: ``modes``, ``n_modes``, ``high_quality``, ``kl`` from ``n`` samples (:func:`mode_stats`). Conditional
+    toys (1-D y), on ``n_x`` inputs with ``n // n_x`` samples each against as many true samples: ``w1`` (mean per-x
+    W1), ``w1_right`` (x > 0.5), ``std_ratio_right`` (mean generated / true std for x > 0.5), ``mean_err`` (mean
+    ``|E_G[y|x] - E[y|x]|``) and ``mid_fraction_right`` (share of samples at x > 0.5 with ``|y| < x / 2``, the empty
+    gap between the branches of the Y).
+    """
+    g = torch.Generator().manual_seed(seed)
+    G.eval()
+    if isinstance(dataset, MixtureToy):
+        y = G(dataset.constant_x(n), G.noise(n, generator=g))
+        out = mode_stats(y, dataset.modes, dataset.weights, dataset.std)
+        out.pop("counts")
+        return out
+    if dataset.x_dim != 1 or dataset.y_dim != 1:
+        raise ValueError(f"evaluate_toy supports mixtures and 1-D conditional toys, got {dataset.name!r}")
+    k = max(n // n_x, 2)
+    xs = _eval_inputs(dataset, n_x)  # [T, 1]
+    samples = G(xs.repeat_interleave(k, 0), G.noise(n_x * k, generator=g)).view(n_x, k, 1)  # [T, K, 1]
+    truth = dataset.sample_conditional(xs, k, g)  # [T, K, 1]
+    w1 = conditional_w1(samples, truth)  # [T]
+    right = xs[:, 0] > 0.5
+    ratio = std_ratio(samples, dataset.conditional_std(xs))[:, 0]
+    mid = (samples[right, :, 0].abs() < xs[right] / 2).float().mean()
+    return {"w1": float(w1.mean()), "w1_right": float(w1[right].mean()), "std_ratio_right": float(ratio[right].mean()),
+            "mean_err": float((samples.mean(1) - dataset.conditional_mean(xs)).abs().mean()),
+            "mid_fraction_right": float(mid)}
+
+
+@torch.no_grad()
+def predictor_moments(P: torch.nn.Module, xs: torch.Tensor, dist: str = "gaussian") -> tuple[torch.Tensor, torch.Tensor]:
+    """The predictor's centre and standard deviation at ``xs [T, x_dim]``: ``([T, y_dim], [T, y_dim])``.
+
+    Gaussian: ``log_dispersion`` is the log-variance, std = ``exp(ld / 2)``. Laplace: it is the log-MAD b and the
+    std of a Laplace is ``sqrt(2) b``.
+    """
+    center, ld = P(xs)
+    std = torch.exp(0.5 * ld) if dist == "gaussian" else 2**0.5 * torch.exp(ld)
+    return center, std
+
+
+def _key(dataset: ToyDataset, obj: Objective, seed: int, regime: ToyRegime, n_eval: int) -> str:
+    """Hash of every setting that changes the result (frames do not: they sample with their own RNG)."""
+    blob = json.dumps({"v": CACHE_VERSION, "data": dataset.params(), "obj": asdict(obj), "seed": seed,
+                       "regime": asdict(regime), "n_eval": n_eval}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _spread(n: int, m: int) -> list[int]:
+    """``min(n, m)`` indices spread evenly over ``range(n)`` keeping both ends."""
+    if n <= m:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (m - 1)) for i in range(m)}) if m > 1 else [n - 1]
+
+
+def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0, steps: int | None = None,
+            regime: ToyRegime | None = None, frames: int = 0, cache: bool = True, n_eval: int = 2000,
+            threads: int | None = 1, **overrides: Any) -> ToyResult:
+    """Train ``objective`` on ``dataset`` from ``seed`` and measure it (see the module docstring).
+
+    Args:
+        dataset: a name of :data:`minilib.toy.DATASETS` or a dataset instance.
+        objective: a preset name (gets the regime's K and toy weights) or an ``Objective`` (used as is).
+        steps: training steps (default: the regime's). ``regime``: default :data:`REGIMES` [name]; ``overrides``
+            replace its fields (e.g. ``z_dim=2``).
+        frames: number of animation frames to record (0: none; at most 60 are drawn anyway).
+        cache: read / write the on-disk cache. ``threads``: torch intra-op threads while training (restored after).
+    Returns:
+        a :class:`ToyResult` (``metrics`` from :func:`evaluate_toy`).
+    """
+    ds = make_dataset(dataset) if isinstance(dataset, str) else dataset
+    if not isinstance(ds, ToyDataset):
+        raise TypeError(f"dataset must be a dataset name or a ToyDataset, got {type(dataset).__name__}")
+    regime = regime or REGIMES.get(ds.name, ToyRegime())
+    if overrides:
+        bad = set(overrides) - {f.name for f in dataclasses.fields(ToyRegime)}
+        if bad:
+            raise ValueError(f"unknown regime overrides {sorted(bad)}; expected fields of ToyRegime")
+        regime = regime.replace(**overrides)
+    if steps is not None:
+        regime = regime.replace(steps=steps)
+    if not isinstance(regime.steps, int) or regime.steps < 1:
+        raise ValueError(f"steps must be a positive int, got {regime.steps!r}")
+    if not isinstance(frames, int) or frames < 0:
+        raise ValueError(f"frames must be a non-negative int, got {frames!r}")
+    obj = _objective(objective, regime)
+    G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=seed)
+    path = cache_dir() / f"{ds.name}-{obj.name}-s{seed}-{_key(ds, obj, seed, regime, n_eval)}.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True) if cache and path.is_file() else None
+    if state is not None and (not frames or len(state["frames"]) >= frames + 1):
+        state["frames"] = [state["frames"][i] for i in _spread(len(state["frames"]), frames + 1)] if frames else []
+        G.load_state_dict(state["G"])
+        if state["P"] is not None:
+            P.load_state_dict(state["P"])
+        return ToyResult(ds, obj, seed, regime, G.eval(), P if state["P"] is not None else None, state["history"],
+                         state["metrics"], state["frames"], state["seconds"], cached=True)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        cfg = TrainConfig(lr_g=regime.lr_g, lr_d=regime.lr_d, betas=regime.betas, weight_decay=regime.weight_decay,
+                          amsgrad=regime.amsgrad, clip_value=regime.clip_value, batch_size=regime.batch_size,
+                          g_batch_size=regime.g_batch_size, seed=seed, progress=False, log_every=max(regime.steps // 100, 1))
+        if obj.needs_predictor:
+            fit_predictor(P, ToyStream(ds, 10_000 + seed), ToyStream(ds, 20_000 + seed), dist=obj.moment_dist,
+                          steps=regime.predictor_steps, batch_size=128, lr=regime.predictor_lr, config=cfg, patience=None)
+        else:
+            P = None
+        trainer = Trainer(G, D if obj.uses_discriminator else None, obj, cfg, P=P)
+        shots: list[dict] = []
+        if frames:
+            shots.append(sample_frame(G, ds, step=0))
+        every = max(regime.steps // frames, 1) if frames else 0
+        trainer.fit(ToyStream(ds, seed), regime.steps,
+                    callback=(lambda tr: shots.append(sample_frame(tr.G_core, ds, step=tr.step))) if frames else None,
+                    callback_every=every)
+        metrics = evaluate_toy(G, ds, n=n_eval)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(old_threads)
+    G.eval()
+    if cache:
+        from .train import atomic_save
+
+        atomic_save({"G": G.state_dict(), "P": P.state_dict() if P is not None else None, "history": trainer.history,
+                     "metrics": metrics, "frames": shots, "seconds": seconds}, path)
+    return ToyResult(ds, obj, seed, regime, G, P, trainer.history, metrics, shots, seconds)
+
+
+def _run_spec(spec: dict) -> float:
+    """Worker of :func:`run_many`: train one spec into the cache; returns its seconds."""
+    torch.set_num_threads(1)
+    return run_toy(**spec).seconds
+
+
+def run_many(specs: Sequence[dict], workers: int | None = None) -> list[ToyResult]:
+    """:func:`run_toy` for every spec (a dict of its keyword arguments), training the uncached ones in ``workers``
+    processes (default: ``min(2, cpu count)``; 1 = in this process), then loading all from the cache in order.
+
+    The toy MLPs are too small to use several threads well, so separate runs on separate cores is the way to use a
+    2-core machine (about 2x faster notebooks).
+    """
+    specs = [dict(s) for s in specs]
+    for s in specs:
+        if not isinstance(s, dict) or "dataset" not in s or "objective" not in s:
+            raise ValueError(f"every spec must be a dict with at least 'dataset' and 'objective', got {s!r}")
+        if s.get("cache") is False:
+            raise ValueError("run_many needs cache=True (workers hand their results over through the cache)")
+    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+    todo = [s for s in specs if not _is_cached(s)]
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            list(pool.map(_run_spec, todo))
+    return [run_toy(**s) for s in specs]
+
+
+def _is_cached(spec: dict) -> bool:
+    """Whether :func:`run_toy` with these arguments would be a cache hit (frames included)."""
+    s = dict(spec)
+    ds = s.pop("dataset")
+    ds = make_dataset(ds) if isinstance(ds, str) else ds
+    regime = s.pop("regime", None) or REGIMES.get(ds.name, ToyRegime())
+    obj, seed, frames, n_eval = s.pop("objective"), s.pop("seed", 0), s.pop("frames", 0), s.pop("n_eval", 2000)
+    steps = s.pop("steps", None)
+    s.pop("threads", None)
+    s.pop("cache", None)
+    regime = regime.replace(**s) if s else regime
+    if steps is not None:
+        regime = regime.replace(steps=steps)
+    o = _objective(obj, regime)
+    path = cache_dir() / f"{ds.name}-{o.name}-s{seed}-{_key(ds, o, seed, regime, n_eval)}.pt"
+    if not path.is_file():
+        return False
+    return not frames or len(torch.load(path, map_location="cpu", weights_only=True)["frames"]) >= frames + 1
+
+
+def summary_table(results: Sequence[ToyResult], keys: Sequence[str]) -> str:
+    """A markdown table: one row per objective, the median over seeds of each metric in ``keys`` and the per-seed values."""
+    if not results:
+        raise ValueError("results must be a non-empty sequence of ToyResult")
+    rows: dict[str, list[ToyResult]] = {}
+    for r in results:
+        rows.setdefault(r.objective.name, []).append(r)
+    head = "| objective | seeds | " + " | ".join(f"{k} (median)" for k in keys) + " | " + " | ".join(f"{k} per seed" for k in keys) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(keys))]
+    for name, rs in rows.items():
+        med = [float(torch.tensor([float(r.metrics[k]) for r in rs]).median()) for k in keys]
+        per = [", ".join(f"{float(r.metrics[k]):.3g}" for r in rs) for k in keys]
+        lines.append(f"| {name} | {len(rs)} | " + " | ".join(f"{m:.3g}" for m in med) + " | " + " | ".join(per) + " |")
+    return "\n".join(lines)
+
+
+MOMENT_PRESETS = ["gan+mr1", "gan+mr2", "gan+pmr1", "gan+pmr2",
+                  "gan+mr1-laplace", "gan+mr2-laplace", "gan+pmr1-laplace", "gan+pmr2-laplace"]
+
+
+def reproduce_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m minilib reproduce toy``: the tables (markdown, printed) and figures (``--out``) of notebooks 02-03."""
+    ap = argparse.ArgumentParser(prog="python -m minilib reproduce toy", description=reproduce_main.__doc__)
+    ap.add_argument("--out", default="runs/toy", help="folder for figures and tables.md")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=None, help="override every regime's steps (e.g. 50 for a smoke run)")
+    ap.add_argument("--datasets", default="ring,y-shape")
+    ap.add_argument("--objectives", default=None, help="comma-separated presets (default: GAN, ℓ2 baselines + all eight MR)")
+    ap.add_argument("--no-cache", action="store_true", help="train everything in this process, write nothing")
+    ap.add_argument("--workers", type=int, default=None, help="training processes (default: min(2, cpu count))")
+    args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import plot_toy
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    md = []
+    for name in args.datasets.split(","):
+        base = ["gan", "gan+l2"] if name != "y-shape" else ["gan", "l2", "gan+l2"]
+        objs = args.objectives.split(",") if args.objectives else base + MOMENT_PRESETS
+        specs = [dict(dataset=name, objective=o, seed=s, steps=args.steps) for o in objs for s in seeds]
+        results = [run_toy(**sp, cache=False) for sp in specs] if args.no_cache else run_many(specs, args.workers)
+        keys = ["modes", "high_quality", "kl"] if results[0].dataset.x_dim == 0 else ["w1", "std_ratio_right", "mean_err"]
+        table = summary_table(results, keys)
+        md.append(f"## {name}\n\n{table}\n")
+        print(f"## {name}\n\n{table}\n", flush=True)
+        first = [r for r in results if r.seed == seeds[0]]
+        fig, axes = plt.subplots(1, len(first), figsize=(2.6 * len(first), 2.6), dpi=80, squeeze=False)
+        for ax, r in zip(axes[0], first):
+            f = sample_frame(r.G, r.dataset)
+            plot_toy(ax, r.dataset, f["x"], f["y"], title=r.objective.name)
+        fig.tight_layout()
+        fig.savefig(out / f"{name}_samples.png")
+        plt.close(fig)
+    (out / "tables.md").write_text("\n".join(md))
+    print(f"figures and tables.md written to {out}")
+    return 0
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m minilib bench toy``: time of a training step of each objective relative to a plain GAN step on the
+    same B·K generator samples, measured interleaved in one run; steps per second."""
+    ap = argparse.ArgumentParser(prog="python -m minilib bench toy", description=bench_main.__doc__)
+    ap.add_argument("--dataset", default="y-shape")
+    ap.add_argument("--objectives", default="gan+l2,gan+mr1,gan+mr2,gan+pmr1,gan+pmr2,gan+mr2-laplace,gan+pmr2-laplace")
+    ap.add_argument("--steps", type=int, default=100, help="steps per timing round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ds = make_dataset(args.dataset)
+    regime = REGIMES.get(ds.name, ToyRegime())
+    names = ["gan"] + [n for n in args.objectives.split(",") if n and n != "gan"]
+    trainers, streams = {}, {}
+    for name in names:
+        obj = _objective(name, regime)
+        G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=0)
+        cfg = TrainConfig(lr_g=regime.lr_g, lr_d=regime.lr_d, weight_decay=0.0, amsgrad=False, clip_value=None,
+                          batch_size=regime.batch_size, g_batch_size=regime.g_batch_size, progress=False)
+        trainers[name] = Trainer(G, D if obj.uses_discriminator else None, obj, cfg, P=P if obj.needs_predictor else None)
+        streams[name] = ToyStream(ds, 0)
+        trainers[name].fit(streams[name], 5)  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in names:
+            tr = trainers[name]
+            t0 = time.perf_counter()
+            tr.fit(streams[name], tr.step + args.steps)
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    med = {n: float(torch.tensor(v).median()) for n, v in times.items()}
+    bk = regime.g_batch_size * regime.k
+    print(f"toy step (D + G update) on {ds.name}, G batch {regime.g_batch_size} x K={regime.k} = {bk} samples, "
+          f"{args.rounds} interleaved rounds of {args.steps} steps, {args.threads} thread(s)\n")
+    print("| objective | ms / step | steps / s | relative to GAN |\n|---|---|---|---|")
+    for name in names:
+        print(f"| {name} | {1e3 * med[name]:.2f} | {1 / med[name]:.0f} | {med[name] / med['gan']:.2f}x |")
+    return 0

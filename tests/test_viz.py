@@ -1,0 +1,102 @@
+"""minilib.viz: pictures draw the given data into the given Axes; updates move exactly those artists."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from minilib import viz  # noqa: E402
+from minilib.toy import YShape, mixture_1d, ring  # noqa: E402
+
+
+@pytest.fixture
+def ax():
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def test_frame_indices_bounded_and_keep_ends():
+    assert viz.frame_indices(10, 60) == list(range(10))
+    idx = viz.frame_indices(1000, 60)
+    assert len(idx) <= 60 and idx[0] == 0 and idx[-1] == 999 and idx == sorted(idx)
+    with pytest.raises(ValueError, match="max_frames"):
+        viz.frame_indices(5, 0)
+
+
+def test_samples_2d_draws_modes_and_updates(ax):
+    r = ring()
+    s = torch.randn(50, 2)
+    art = viz.plot_samples_2d(ax, s, r, data=r.sample(30)[1], title="t")
+    assert len(ax.patches) == 8  # one 3-sigma circle per mode
+    assert np.allclose(ax.patches[0].get_radius(), 3 * r.std)
+    assert np.allclose(art["samples"].get_offsets(), s.numpy())
+    new = torch.zeros(50, 2)
+    viz.update_samples_2d(art, new, title="step 5")
+    assert np.allclose(art["samples"].get_offsets(), 0) and art["title"].get_text() == "step 5"
+    with pytest.raises(ValueError, match="samples must have shape"):
+        viz.plot_samples_2d(ax, torch.zeros(5, 3))
+    with pytest.raises(TypeError, match="ax"):
+        viz.plot_samples_2d("ax", s)
+
+
+def test_conditional_density_background(ax):
+    ds = YShape()
+    x = torch.rand(40, 1) * 2 - 1
+    art = viz.plot_conditional(ax, x, torch.zeros(40, 1), ds, res=50)
+    img = np.asarray(art["density"].get_array())
+    assert img.shape == (50, 50)
+    # the column at x ~ 0.75 peaks at y ~ +-0.75 (two branches), not at the conditional mean 0
+    xs = np.linspace(-1, 1, 50)
+    ys = np.linspace(-1.25, 1.25, 50)
+    col = img[:, np.argmin(abs(xs - 0.75))]
+    assert abs(abs(ys[np.argmax(col)]) - 0.75) < 0.06 and col[np.argmin(abs(ys))] < 1e-3
+    viz.update_conditional(art, x, torch.ones(40, 1))
+    assert np.allclose(art["samples"].get_offsets()[:, 1], 1.0)
+
+
+def test_hist_1d_heights_are_a_density(ax):
+    ds = mixture_1d()
+    y = ds.sample(4000, torch.Generator().manual_seed(0))[1]
+    art = viz.plot_hist_1d(ax, y, ds, bins=40)
+    heights = np.array([b.get_height() for b in art["bars"]])
+    width = art["edges"][1] - art["edges"][0]
+    assert abs(heights.sum() * width - 1) < 0.01
+    viz.update_hist_1d(art, torch.full((10, 1), 0.01))
+    heights = np.array([b.get_height() for b in art["bars"]])
+    assert np.isclose(heights.max() * width, 1.0) and (heights > 0).sum() == 1
+
+
+def test_plot_toy_dispatch_losses_moments_and_animation(ax):
+    art = viz.plot_toy(ax, ring(), torch.zeros(5, 0), torch.randn(5, 2))
+    assert art["kind"] == "2d"
+    fig2, ax2 = plt.subplots()
+    lines = viz.plot_losses(ax2, {"step": [1, 2, 3], "g_total": [3.0, 2.0, 1.0], "d_real": [0.5, 0.4, 0.3]})
+    assert len(lines) == 2 and np.allclose(lines[0].get_ydata(), [3, 2, 1])
+    with pytest.raises(ValueError, match="step"):
+        viz.plot_losses(ax2, {"g": [1.0]})
+    xs = torch.linspace(-1, 1, 11).view(-1, 1)
+    m = viz.plot_moments(ax2, xs, torch.zeros(11, 1), torch.ones(11, 1), YShape())
+    assert np.allclose(m["true"].get_ydata(), 0)
+    plt.close(fig2)
+    ds = YShape()
+    frames = [{"step": i, "x": torch.rand(20, 1), "y": torch.randn(20, 1)} for i in range(100)]
+    anim = viz.animate(frames, ds, max_frames=7)
+    assert anim._save_count == 7 or len(list(anim.new_frame_seq())) == 7
+    html = anim.to_jshtml()
+    assert "<script" in html and html.count("frames[") >= 7
+
+
+def test_animate_panels_moves_every_panel():
+    ds = ring()
+    frames = [{"step": i, "x": torch.zeros(10, 0), "y": torch.full((10, 2), float(i))} for i in range(5)]
+    anim = viz.animate_panels({"a": frames, "b": frames}, ds, max_frames=3)
+    anim._func(2)  # draw the last kept frame (index 4 of 5)
+    fig = anim._fig
+    offsets = [ax.collections[-1].get_offsets() for ax in fig.axes]
+    assert all(np.allclose(o, 4.0) for o in offsets)
+    assert fig.axes[1].get_title() == "b: step 4"
+    with pytest.raises(ValueError, match="panels"):
+        viz.animate_panels({}, ds)
