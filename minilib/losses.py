@@ -124,7 +124,9 @@ def mle_loss(center: torch.Tensor, log_dispersion: torch.Tensor, y: torch.Tensor
 
 
 # --------------------------------------------------------------------------------------------- MR
-def mr_loss(samples: torch.Tensor, y: torch.Tensor, dist: str = "gaussian", order: int = 2) -> torch.Tensor:
+def mr_loss(
+    samples: torch.Tensor, y: torch.Tensor, dist: str = "gaussian", order: int = 2, min_dispersion: float = 1e-6
+) -> torch.Tensor:
     """Moment reconstruction loss MR1 / MR2 (= MCMLE1 / MCMLE1/2), MR-GAN Eq. 8 and Algorithms 5-8.
 
     Gaussian, order 1 (Alg. 5): ``(y - mu~)^2``.
@@ -135,8 +137,13 @@ def mr_loss(samples: torch.Tensor, y: torch.Tensor, dist: str = "gaussian", orde
     Args:
         samples: ``[B, K, *event]``; K >= 2 (K >= 1 for Gaussian order 1).
         y: ``[B, *event]`` ground truth.
+        min_dispersion: floor on the sample variance / MAD of order 2. Where all K samples coincide (a
+            collapsed generator, or pixels a network copies from its input) the Gaussian/Laplace NLL would be
+            NaN or infinite; the floor keeps it finite (and large). It never binds for spread-out samples.
     Returns: scalar mean over elements (and over the K targets for Laplace).
     """
+    if not min_dispersion >= 0:
+        raise ValueError(f"min_dispersion must be >= 0, got {min_dispersion}")
     _check_dist(dist)
     _check_order(order)
     _check_samples(samples, 1 if (dist == "gaussian" and order == 1) else 2)
@@ -145,13 +152,14 @@ def mr_loss(samples: torch.Tensor, y: torch.Tensor, dist: str = "gaussian", orde
         mean = samples.mean(dim=1)  # [B, *event]
         if order == 1:
             return ((y - mean) ** 2).mean()
-        var = samples.var(dim=1, unbiased=True)
+        var = samples.var(dim=1, unbiased=True).clamp_min(min_dispersion)
         return (0.5 * (y - mean) ** 2 / var + 0.5 * torch.log(var)).mean()
     median, mad = sample_moments(samples, "laplace")
     t = _spread_median(samples, y, median)  # [B, K, *event]
     abs_err = (t - samples).abs()  # equals |y - m~| for every sample
     if order == 1:
         return abs_err.mean()
+    mad = mad.clamp_min(min_dispersion)
     return (abs_err / mad.unsqueeze(1) + torch.log(mad).unsqueeze(1)).mean()
 
 

@@ -316,6 +316,20 @@ def test_bad_input_raises_value_error_naming_argument(call, match):
         call()
 
 
+@pytest.mark.parametrize("dist", L.DISTS)
+def test_mr2_collapsed_samples_stay_finite_and_floor_never_binds_otherwise(dist):
+    collapsed = torch.zeros(2, 4, 3, requires_grad=True)
+    y = torch.ones(2, 3)
+    loss = L.mr_loss(collapsed, y, dist, 2)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(collapsed.grad).all()
+    spread = torch.randn(2, 4, 3)
+    assert L.mr_loss(spread, y, dist, 2).item() == L.mr_loss(spread, y, dist, 2, min_dispersion=0.0).item()
+    with pytest.raises(ValueError, match="min_dispersion"):
+        L.mr_loss(spread, y, dist, 2, min_dispersion=-1.0)
+
+
 def test_type_errors():
     with pytest.raises(TypeError, match="samples"):
         L.sample_moments([[1.0, 2.0]])
