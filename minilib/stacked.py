@@ -1,0 +1,237 @@
+"""PresGAN's experiments in miniature (notebook 06): stacked digits, the ring, and log-likelihoods on digits.
+
+Stacked digits: StackedMNIST (Metz et al. 2017; PresGAN Section 5) on scikit-learn's 8x8 digits.
+
+Three digits drawn independently are stacked as the channels of one ``[3, 8, 8]`` image, so the data
+has 10^3 = 1,000 modes (one per label triple). A digit classifier (:func:`minilib.digits.get_digit_classifier`)
+labels each channel of a generated image; we count the modes covered and the KL divergence between the
+generated label distribution and the true one (PresGAN Table 1). :func:`run_stacked` trains a small
+DCGAN-style GAN, PresGAN, GAN+MS or GAN+MR with the shared :class:`minilib.train.Trainer`.
+:func:`run_ring` is PresGAN's Figure 1 (a GAN in a collapsing regime vs a PresGAN with the same settings);
+:func:`digit_likelihoods` compares GAN (lambda = 0), PresGAN and a VAE with the same decoder (Table 4).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .digits import get_digit_classifier, load_digits
+from .nets.small import DigitDiscriminator, DigitGenerator
+from .objectives import get_objective
+from .nets.small import GaussianEncoder
+from .presgan import NoisyGenerator, fit_encoder, log_likelihood, make_presgan_trainer
+from .toy import ToyDiscriminator, ToyGenerator, ToyStream, ring
+from .train import TrainConfig, Trainer
+
+__all__ = ["StackedDigitStream", "stacked_labels", "true_label_distribution", "mode_stats", "ModeStats",
+           "run_stacked", "StackedRun", "METHODS", "run_ring", "digit_likelihoods"]
+
+NUM_MODES = 1000
+METHODS = ("gan", "presgan", "gan+ms", "gan+mr")
+
+
+class StackedDigitStream:
+    """Unconditional training stream of stacked digits: ``next(B) -> (x [B, 0], y [B, channels, 8, 8])``.
+
+    Each channel is an independent uniform draw from the digits of ``split`` (``minilib.digits.load_digits``);
+    ``channels=3`` is stacked digits, ``channels=1`` plain digits. ``state_dict`` / ``load_state_dict`` make a
+    resumed run draw the same images.
+    """
+
+    def __init__(self, split: str = "train", seed: int = 0, channels: int = 3) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (digits) or 3 (stacked digits), got {channels!r}")
+        self.images, self.labels = load_digits(split, seed=0)  # [N, 1, 8, 8], [N]
+        self.gen = torch.Generator().manual_seed(seed)
+        self.channels = channels
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images [n, channels, 8, 8], labels [n, channels])``."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        idx = torch.randint(0, self.images.shape[0], (n, self.channels), generator=self.gen)
+        return self.images[idx, 0], self.labels[idx]  # [n, C, 8, 8], [n, C]
+
+    def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y, _ = self.sample(batch_size)
+        return torch.zeros(batch_size, 0), y
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+
+@torch.no_grad()
+def stacked_labels(classifier: nn.Module, images: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    """Mode index ``100 d0 + 10 d1 + d2`` ``[N]`` of images ``[N, 3, 8, 8]`` (each channel classified alone)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (3, 8, 8):
+        raise ValueError(f"images must have shape [N, 3, 8, 8], got {getattr(images, 'shape', type(images).__name__)}")
+    out = []
+    for chunk in images.split(batch):
+        digits = classifier(chunk.reshape(-1, 1, 8, 8)).argmax(1).reshape(-1, 3)  # [n, 3]
+        out.append(digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2])
+    return torch.cat(out)
+
+
+def true_label_distribution(labels: torch.Tensor) -> torch.Tensor:
+    """``[1000]`` the exact mode distribution of the stream: the outer product of the digit frequencies of ``labels``."""
+    freq = torch.bincount(labels, minlength=10).double()
+    freq = freq / freq.sum()
+    return (freq[:, None, None] * freq[None, :, None] * freq[None, None, :]).reshape(-1)
+
+
+@dataclass
+class ModeStats:
+    """``modes``: label triples with at least one sample; ``kl``: KL(generated || true) over the 1,000 modes (nats)."""
+
+    modes: int
+    kl: float
+    num_samples: int
+
+
+def mode_stats(labels: torch.Tensor, true_dist: torch.Tensor) -> ModeStats:
+    """Modes covered and KL(p_gen || p_true) (PresGAN Table 1 / Srivastava et al. 2017) from mode indices ``[N]``."""
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.numel() == 0:
+        raise ValueError("labels must be a non-empty 1-D tensor of mode indices")
+    if true_dist.shape != (NUM_MODES,) or not (true_dist > 0).all():
+        raise ValueError(f"true_dist must be a positive [{NUM_MODES}] distribution")
+    counts = torch.bincount(labels, minlength=NUM_MODES).double()
+    p = counts / counts.sum()
+    nz = p > 0
+    kl = (p[nz] * (p[nz] / true_dist[nz]).log()).sum().item()
+    return ModeStats(int(nz.sum()), kl, labels.numel())
+
+
+@dataclass
+class StackedRun:
+    """One training run: the method, its mode statistics, wall time (s), the generator and the history."""
+
+    method: str
+    stats: ModeStats
+    seconds: float
+    G: nn.Module
+    history: dict
+
+
+def run_stacked(method: str, steps: int = 1500, seed: int = 0, *, nz: int = 16, width: int = 32,
+                weight: float | None = None, num_eval: int = 10000, lr: float = 2e-4) -> StackedRun:
+    """Train ``method`` in {"gan", "presgan", "gan+ms", "gan+mr"} on stacked digits and count its modes.
+
+    Shared settings: :class:`~minilib.nets.small.DigitGenerator` / ``DigitDiscriminator`` of ``width``, Adam
+    lr ``lr`` betas (0.5, 0.999), batch 64, 1:1 updates, non-saturating loss. ``weight`` is the method's
+    lambda (defaults: MS 1, MR2 1 with K = 8, PresGAN entropy 0.01 per dimension sum, sigma in [0.01, 0.3]).
+    Evaluates ``num_eval`` samples (PresGAN: the mean mu(z), which the paper shows as its sample).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    torch.manual_seed(seed)
+    cfg = TrainConfig(lr_g=lr, lr_d=lr, weight_decay=0.0, amsgrad=False, clip_value=None, batch_size=64,
+                      g_batch_size=64, seed=seed, progress=False, log_every=50)
+    base = DigitGenerator(nz=nz, channels=3, ngf=width)
+    D = DigitDiscriminator(channels=3, ndf=width)
+    stream = StackedDigitStream("train", seed=seed)
+    t0 = time.perf_counter()
+    if method == "presgan":
+        G = NoisyGenerator(base, (3, 8, 8), sigma_init=0.1, sigma_min=0.01, sigma_max=0.3)
+        obj = get_objective("presgan", entropy_weight=0.01 if weight is None else weight, k=1)
+        trainer = make_presgan_trainer(G, D, obj, cfg, burn_in=1, num_samples=1, num_leapfrog=3, step_size=0.05)
+    else:
+        G = base
+        if method == "gan":
+            obj = get_objective("gan", k=1)
+        elif method == "gan+ms":
+            obj = get_objective("gan+ms", ms_weight=1.0 if weight is None else weight, k=2)
+            cfg.g_batch_size = 32
+        else:
+            obj = get_objective("gan+mr2", moment_weight=1.0 if weight is None else weight, k=8)
+            cfg.g_batch_size = 8
+        trainer = Trainer(G, D, obj, cfg)
+    trainer.fit(stream, steps)
+    seconds = time.perf_counter() - t0
+    G.eval()
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(10_000 + seed)
+        z = base.noise(num_eval, generator=gen)
+        images = base(torch.zeros(num_eval, 0), z)
+    classifier = get_digit_classifier(0)
+    stats = mode_stats(stacked_labels(classifier, images), true_label_distribution(stream.labels))
+    return StackedRun(method, stats, seconds, G, trainer.history)
+
+
+def _adam(lr: float, seed: int, batch: int) -> TrainConfig:
+    return TrainConfig(lr_g=lr, lr_d=lr, weight_decay=0.0, amsgrad=False, clip_value=None, batch_size=batch,
+                       g_batch_size=batch, seed=seed, progress=False, log_every=50)
+
+
+_FAST_HMC = dict(burn_in=1, num_samples=1, num_leapfrog=3, step_size=0.05)
+
+
+def run_ring(method: str, seed: int = 0, steps: int = 1000, *, z_dim: int = 1, entropy_weight: float = 0.1,
+             lr: float = 1e-3, batch: int = 128, num_eval: int = 2000) -> dict:
+    """PresGAN Figure 1: ``method`` "gan" or "presgan" on the ring of 8 (radius 2, std 0.02).
+
+    Collapsing regime (ours, not the paper's exact one): 1-D latent, tanh MLPs (2 hidden layers of 128),
+    Adam lr 1e-3 for G and D, batch 128, 1:1 updates. PresGAN uses the same settings plus output noise
+    (sigma in [0.01, 0.05], initial 0.02: the data's std is 0.02), entropy weight lambda and 1 burn-in + 1 HMC draw of 3 leapfrog steps.
+    Returns ``{"samples": mu(z) [num_eval, 2], "stats": minilib.metrics.toy.mode_stats(...), "seconds", "sigma"}``.
+    """
+    from .metrics.toy import mode_stats as toy_mode_stats
+
+    if method not in ("gan", "presgan"):
+        raise ValueError(f"method must be 'gan' or 'presgan', got {method!r}")
+    ds = ring()
+    torch.manual_seed(seed)
+    base = ToyGenerator(0, 2, z_dim=z_dim, hidden=128, layers=2, act="tanh")
+    D = ToyDiscriminator(0, 2, hidden=128, layers=2, act="tanh")
+    cfg = _adam(lr, seed, batch)
+    t0 = time.perf_counter()
+    sigma = None
+    if method == "gan":
+        trainer = Trainer(base, D, get_objective("gan", k=1), cfg)
+    else:
+        G = NoisyGenerator(base, (2,), sigma_init=0.02, sigma_min=0.01, sigma_max=0.05)
+        trainer = make_presgan_trainer(G, D, get_objective("presgan", entropy_weight=entropy_weight, k=1), cfg, **_FAST_HMC)
+    trainer.fit(ToyStream(ds, seed), steps)
+    if method == "presgan":
+        sigma = G.sigma.detach().clone()
+    with torch.no_grad():
+        y = base(torch.zeros(num_eval, 0), base.noise(num_eval, generator=torch.Generator().manual_seed(seed + 99)))
+    stats = toy_mode_stats(y, ds.modes, ds.weights, ds.std)
+    return {"samples": y, "stats": stats, "seconds": time.perf_counter() - t0, "sigma": sigma, "history": trainer.history}
+
+
+def digit_likelihoods(steps: int = 500, vae_steps: int = 1500, encoder_steps: int = 500, num_test: int = 100,
+                      num_samples: Sequence[int] = (10, 100, 1000), entropy_weight: float = 0.01, seed: int = 0) -> dict:
+    """Test log-likelihood of GAN (lambda = 0), PresGAN and a VAE with the same decoder on 8x8 digits (PresGAN Table 4).
+
+    Decoder: ``NoisyGenerator(DigitGenerator(nz=8, ngf=16))`` with sigma in [0.01, 0.5]. The GANs are trained
+    ``steps`` steps (Adam 1e-3, batch 64) and then get an encoder fitted by the ELBO at test time with the
+    generator fixed; the VAE trains decoder and encoder jointly for ``vae_steps``. Each model's log p(y) on
+    ``num_test`` test digits is estimated with every S in ``num_samples`` importance samples.
+    Returns ``{model: {"estimates": {S: LogLikelihood}, "sigma": mean sigma, "seconds": float, "G": ...}}``.
+    """
+    train, _ = load_digits("train")
+    test = load_digits("test")[0][:num_test]
+    out = {}
+    for name in ("gan (λ=0)", "presgan", "vae"):
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        G = NoisyGenerator(DigitGenerator(nz=8, channels=1, ngf=16), (1, 8, 8), sigma_init=0.3, sigma_min=0.01, sigma_max=0.5)
+        enc = GaussianEncoder(64, 8, hidden=128, layers=2)
+        if name == "vae":
+            fit_encoder(G, enc, train, steps=vae_steps, batch_size=64, lr=1e-3, train_generator=True, seed=seed)
+        else:
+            lam = 0.0 if name.startswith("gan") else entropy_weight
+            trainer = make_presgan_trainer(G, DigitDiscriminator(1, ndf=16), get_objective("presgan", entropy_weight=lam, k=1),
+                                           _adam(1e-3, seed, 64), **_FAST_HMC)
+            trainer.fit(StackedDigitStream("train", seed=seed, channels=1), steps)
+            fit_encoder(G, enc, train, steps=encoder_steps, batch_size=64, lr=1e-3, seed=seed)
+        est = {s: log_likelihood(G, enc, test, num_samples=s, seed=seed) for s in num_samples}
+        out[name] = {"estimates": est, "sigma": G.sigma.mean().item(), "seconds": time.perf_counter() - t0, "G": G}
+    return out

@@ -1,0 +1,102 @@
+"""Stacked digits: the stream, mode labels, mode counting and KL against known answers; a smoke run."""
+import math
+
+import pytest
+import torch
+
+from minilib.stacked import (NUM_MODES, StackedDigitStream, mode_stats, run_stacked, stacked_labels,
+                             true_label_distribution)
+
+torch.set_num_threads(1)
+
+
+class _OracleClassifier(torch.nn.Module):
+    """Reads the digit off the image's mean grey level (images below are built that way)."""
+
+    def forward(self, x):
+        return -(x.mean((1, 2, 3))[:, None] * 10 - torch.arange(10)[None]).abs()
+
+
+def test_stream_shapes_and_resume():
+    s = StackedDigitStream(seed=3)
+    x, y = s.next(5)
+    assert x.shape == (5, 0) and y.shape == (5, 3, 8, 8) and y.min() >= -1 and y.max() <= 1
+    state = s.state_dict()
+    a = s.next(4)[1]
+    s.load_state_dict(state)
+    assert torch.equal(a, s.next(4)[1])
+    imgs, labels = s.sample(6)
+    # each channel is one digit image of the split, with its own label
+    for i in range(6):
+        for c in range(3):
+            hits = (s.images[:, 0] == imgs[i, c]).all(-1).all(-1)
+            assert hits.any() and (s.labels[hits] == labels[i, c]).all()
+    with pytest.raises(ValueError, match="n must"):
+        s.sample(0)
+    assert StackedDigitStream(channels=1).next(2)[1].shape == (2, 1, 8, 8)
+    with pytest.raises(ValueError, match="channels"):
+        StackedDigitStream(channels=2)
+
+
+def test_stacked_labels_combine_channels():
+    digits = torch.tensor([[1, 2, 3], [9, 0, 7]])
+    images = (digits.float() / 10)[:, :, None, None].expand(2, 3, 8, 8).contiguous()
+    assert stacked_labels(_OracleClassifier(), images).tolist() == [123, 907]
+    with pytest.raises(ValueError, match="images"):
+        stacked_labels(_OracleClassifier(), torch.zeros(2, 1, 8, 8))
+
+
+def test_true_distribution_and_mode_stats():
+    labels = torch.tensor([0, 0, 1, 2] + list(range(3, 10)))
+    p = true_label_distribution(labels)
+    assert p.shape == (NUM_MODES,) and math.isclose(p.sum().item(), 1.0, rel_tol=1e-9)
+    f0 = 2 / 11
+    assert math.isclose(p[0].item(), f0**3) and math.isclose(p[12].item(), f0 * (1 / 11) ** 2)
+    uniform = torch.full((NUM_MODES,), 1.0 / NUM_MODES, dtype=torch.float64)
+    # every mode once: 1000 modes, KL 0 to the uniform truth
+    st = mode_stats(torch.arange(NUM_MODES), uniform)
+    assert st.modes == NUM_MODES and abs(st.kl) < 1e-12
+    # a collapse onto 10 equally used modes: KL = log(1000 / 10)
+    st = mode_stats(torch.arange(10).repeat(7), uniform)
+    assert st.modes == 10 and math.isclose(st.kl, math.log(100), rel_tol=1e-9) and st.num_samples == 70
+    with pytest.raises(ValueError, match="true_dist"):
+        mode_stats(torch.arange(3), torch.ones(10))
+    with pytest.raises(ValueError, match="labels"):
+        mode_stats(torch.tensor([]), uniform)
+
+
+def test_real_stacked_data_covers_the_modes():
+    from minilib.digits import get_digit_classifier
+
+    s = StackedDigitStream(seed=0)
+    images, _ = s.sample(5000)
+    st = mode_stats(stacked_labels(get_digit_classifier(0), images), true_label_distribution(s.labels))
+    assert st.modes > 980 and st.kl < 0.2  # 5,000 real samples hit nearly every mode
+
+
+def test_run_stacked_smoke():
+    r = run_stacked("gan+ms", steps=3, num_eval=200, width=4)
+    assert r.method == "gan+ms" and 1 <= r.stats.modes <= 200 and r.stats.kl >= 0
+    with pytest.raises(ValueError, match="method"):
+        run_stacked("vae")
+
+
+def test_run_ring_smoke():
+    from minilib.stacked import run_ring
+
+    r = run_ring("presgan", steps=2, num_eval=100)
+    assert r["samples"].shape == (100, 2) and 0 <= r["stats"]["modes"] <= 8
+    assert r["sigma"].shape == (2,) and ((r["sigma"] >= 0.01) & (r["sigma"] <= 0.05)).all()
+    with pytest.raises(ValueError, match="method"):
+        run_ring("vae")
+
+
+def test_digit_likelihoods_smoke():
+    from minilib.stacked import digit_likelihoods
+
+    out = digit_likelihoods(steps=2, vae_steps=2, encoder_steps=2, num_test=5, num_samples=(2, 4))
+    assert set(out) == {"gan (λ=0)", "presgan", "vae"}
+    for r in out.values():
+        est = r["estimates"]
+        assert set(est) == {2, 4} and est[4].num_samples == 4 and est[4].per_example.shape == (5,)
+        assert math.isfinite(est[4].nats) and 0.01 <= r["sigma"] <= 0.5
