@@ -77,8 +77,8 @@ class Objective:
                 f"k must be >= 2 for objective {self.name!r}: a sample variance/median/MAD or a mode-seeking pair "
                 f"needs at least two samples per input, got k = {self.k}"
             )
-        if self.gan_weight == 0 and self.rec is None and self.moment is None and self.ms_weight == 0:
-            raise ValueError("the objective has no term: set gan_weight > 0, rec, moment or ms_weight")
+        if self.gan_weight == 0 and self.rec is None and self.moment is None and self.ms_weight == 0 and self.entropy_weight == 0:
+            raise ValueError("the objective has no term: set gan_weight > 0, rec, moment, ms_weight or entropy_weight")
 
     @property
     def needs_predictor(self) -> bool:

@@ -189,6 +189,16 @@ class PresGANEntropy:
         self.seed, self.gen = seed, torch.Generator().manual_seed(seed)
         self.last_accept = math.nan
 
+    def state_dict(self) -> dict:
+        """The sampler state that persists between steps (saved in Trainer checkpoints for exact resume)."""
+        return {"step_size": self.step_size, "last_accept": self.last_accept, "gen_device": str(self.gen.device),
+                "gen_state": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_size, self.last_accept = float(state["step_size"]), float(state["last_accept"])
+        self.gen = torch.Generator(device=state["gen_device"])
+        self.gen.set_state(state["gen_state"])
+
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.gen.device != device:  # first call on an accelerator: a seeded generator there
             self.gen = torch.Generator(device=device).manual_seed(self.seed)

@@ -427,6 +427,8 @@ class Trainer:
             state["P"] = _unwrap(self.P).state_dict()
         if stream is not None:
             state["stream"] = stream.state_dict()
+        if hasattr(self.extra_loss, "state_dict"):  # e.g. PresGAN's persistent HMC step size and RNG
+            state["extra_loss"] = self.extra_loss.state_dict()
         return state
 
     def load_state_dict(self, state: dict, stream: Stream | None = None) -> None:
@@ -448,6 +450,8 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if stream is not None and "stream" in state:
             stream.load_state_dict(state["stream"])
+        if "extra_loss" in state and hasattr(self.extra_loss, "load_state_dict"):
+            self.extra_loss.load_state_dict(state["extra_loss"])
 
     def save(self, path: str | os.PathLike, stream: Stream | None = None) -> Path | None:
         """Write a checkpoint atomically (rank 0 only under DDP)."""
