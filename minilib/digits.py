@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .nets.common import mlp
+
 __all__ = [
     "SPLITS",
     "load_digits",
@@ -294,10 +296,7 @@ class DigitInpaintingStream:
 
 
 def _mlp(n_in: int, n_out: int, hidden: int, depth: int = 2) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else hidden, hidden), nn.LeakyReLU(0.2)]
-    return nn.Sequential(*layers, nn.Linear(hidden, n_out))
+    return mlp(n_in, n_out, hidden, depth, "leaky_relu")
 
 
 class DigitCompletionG(nn.Module):

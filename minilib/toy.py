@@ -24,6 +24,8 @@ import math
 import torch
 from torch import nn
 
+from .nets.common import mlp as _mlp
+
 __all__ = [
     "ToyDataset",
     "MixtureToy",
@@ -236,24 +238,6 @@ class ToyStream:
 
 
 # --------------------------------------------------------------------------------------------- networks
-_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
-
-
-def _mlp(d_in: int, d_out: int, hidden: int, layers: int, act: str) -> nn.Sequential:
-    """``layers`` hidden layers of width ``hidden`` with activation ``act``, then a linear output."""
-    if act not in _ACTS:
-        raise ValueError(f"act must be one of {sorted(_ACTS)}, got {act!r}")
-    _check_n("hidden", hidden)
-    _check_n("layers", layers)
-    mods: list[nn.Module] = []
-    d = d_in
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), _ACTS[act]()]
-        d = hidden
-    mods.append(nn.Linear(d, d_out))
-    return nn.Sequential(*mods)
-
-
 def _check_dims(**dims: int) -> None:
     for name, v in dims.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:

@@ -19,9 +19,33 @@ __all__ = [
     "randn_maps",
     "predictor_heads",
     "init_weights",
+    "ACTIVATIONS",
+    "mlp",
 ]
 
 LOG_DISPERSION_RANGE = (-6.0, 0.0)
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+
+
+def mlp(d_in: int, d_out: int, hidden: int, layers: int, act: str = "relu") -> nn.Sequential:
+    """``layers`` hidden layers of width ``hidden`` with activation ``act`` (relu, tanh, leaky_relu 0.2), then a
+    linear output: ``[N, d_in] -> [N, d_out]``. ``layers=0`` is a single linear map. Used by the toy MLPs,
+    the small PresGAN networks and the digit-completion networks."""
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+    for name, v in (("d_in", d_in), ("d_out", d_out), ("hidden", hidden)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+        raise ValueError(f"layers must be a non-negative int (hidden layers), got {layers!r}")
+    mods: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), ACTIVATIONS[act]()]
+        d = hidden
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
 
 Noise = torch.Tensor | tuple[torch.Tensor, ...]
 

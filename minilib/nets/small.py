@@ -10,27 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .common import mlp as _mlp
+
 __all__ = ["MLPGenerator", "MLPDiscriminator", "GaussianEncoder", "DigitGenerator", "DigitDiscriminator"]
-
-_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
-
-
-def _mlp(d_in: int, d_out: int, hidden: int, layers: int, act: str) -> nn.Sequential:
-    if act not in _ACTS:
-        raise ValueError(f"act must be one of {sorted(_ACTS)}, got {act!r}")
-    for name, v in (("d_in", d_in), ("d_out", d_out), ("hidden", hidden)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not isinstance(layers, int) or layers < 0:
-        raise ValueError(f"layers must be a non-negative int (hidden layers), got {layers!r}")
-    mods: list[nn.Module] = []
-    d = d_in
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), _ACTS[act]()]
-        d = hidden
-    mods.append(nn.Linear(d, d_out))
-    return nn.Sequential(*mods)
-
 
 def _check_batch(x: torch.Tensor, z: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.shape[0] != z.shape[0]:
