@@ -28,7 +28,7 @@ from .toy import ToyDiscriminator, ToyGenerator, ToyStream, ring
 from .train import TrainConfig, Trainer
 
 __all__ = ["StackedDigitStream", "stacked_labels", "true_label_distribution", "mode_stats", "ModeStats",
-           "run_stacked", "StackedRun", "METHODS", "run_ring", "digit_likelihoods"]
+           "real_stacked_stats", "stacked_grid", "run_stacked", "StackedRun", "METHODS", "run_ring", "digit_likelihoods"]
 
 NUM_MODES = 1000
 METHODS = ("gan", "presgan", "gan+ms", "gan+mr")
@@ -106,6 +106,40 @@ def mode_stats(labels: torch.Tensor, true_dist: torch.Tensor) -> ModeStats:
     nz = p > 0
     kl = (p[nz] * (p[nz] / true_dist[nz]).log()).sum().item()
     return ModeStats(int(nz.sum()), kl, labels.numel())
+
+
+def real_stacked_stats(num_eval: int = 10000, split: str = "test", seed: int = 0) -> ModeStats:
+    """Reference row of PresGAN Table 1: modes and KL of ``num_eval`` real stacked digits from ``split``.
+
+    The images are labelled by the same classifier as the generators' samples and compared with the
+    true distribution of the *train* stream, so the KL includes classifier errors and finite-sample noise.
+    """
+    if not isinstance(num_eval, int) or num_eval < 1:
+        raise ValueError(f"num_eval must be a positive int, got {num_eval!r}")
+    images, _ = StackedDigitStream(split, seed=seed).sample(num_eval)  # [N, 3, 8, 8]
+    true = true_label_distribution(StackedDigitStream("train").labels)
+    return mode_stats(stacked_labels(get_digit_classifier(0), images), true)
+
+
+def stacked_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
+    """Tile stacked digits ``[N, 3, 8, 8]`` in [-1, 1] into one RGB picture ``[H, W, 3]`` in [0, 1] for ``imshow``.
+
+    Channel c (the c-th digit) is shown as colour c (red, green, blue); ``nrow`` images per row, ``pad`` pixels
+    of white between them.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape [N, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
+    if not isinstance(nrow, int) or nrow < 1 or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"nrow must be a positive int and pad a non-negative int, got {nrow!r}, {pad!r}")
+    n, _, h, w = images.shape
+    rows = -(-n // nrow)
+    out = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    tiles = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        out[:, top:top + h, left:left + w] = tiles[i]
+    return out.permute(1, 2, 0)
 
 
 @dataclass

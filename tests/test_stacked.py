@@ -74,6 +74,33 @@ def test_real_stacked_data_covers_the_modes():
     assert st.modes > 980 and st.kl < 0.2  # 5,000 real samples hit nearly every mode
 
 
+def test_real_stacked_stats_reference_row():
+    from minilib.stacked import real_stacked_stats
+
+    st = real_stacked_stats(4000, split="test", seed=1)
+    # held-out digits: the classifier's errors cost a little KL, but nearly every mode is hit
+    assert st.num_samples == 4000 and st.modes > 950 and 0 <= st.kl < 0.3
+    with pytest.raises(ValueError, match="num_eval"):
+        real_stacked_stats(0)
+
+
+def test_stacked_grid_places_channels_as_colours():
+    from minilib.stacked import stacked_grid
+
+    images = -torch.ones(5, 3, 8, 8)
+    images[3, 1] = 1.0  # image 3: second digit full on -> pure green tile
+    g = stacked_grid(images, nrow=2, pad=1)
+    assert g.shape == (3 * 9 + 1, 2 * 9 + 1, 3)
+    tile = g[1 + 9:1 + 9 + 8, 1 + 9:1 + 9 + 8]  # row 1, column 1
+    assert torch.equal(tile[..., 1], torch.ones(8, 8)) and tile[..., [0, 2]].abs().sum() == 0
+    assert g[0].eq(1).all() and g[1:9, 1:9].abs().sum() == 0  # white padding, black tile 0
+    assert g[-9:-1, -9:-1].eq(1).all()  # the unused 6th slot stays white
+    with pytest.raises(ValueError, match="images"):
+        stacked_grid(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="nrow"):
+        stacked_grid(images, nrow=0)
+
+
 def test_run_stacked_smoke():
     r = run_stacked("gan+ms", steps=3, num_eval=200, width=4)
     assert r.method == "gan+ms" and 1 <= r.stats.modes <= 200 and r.stats.kl >= 0
