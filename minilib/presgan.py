@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from . import hmc
 from .objectives import Objective, get_objective
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, make_optimizer
 
 __all__ = [
     "NoisyGenerator", "LinearGenerator", "posterior_log_prob", "entropy_surrogate", "PresGANEntropy",
@@ -58,8 +58,17 @@ class NoisyGenerator(nn.Module):
 
     @property
     def sigma(self) -> torch.Tensor:
-        """``[*event]`` the clamped noise scale (gradient is zero where the clamp is active)."""
-        return self.log_sigma.exp().clamp(self.sigma_min, self.sigma_max)
+        """``[*event]`` the noise scale, exp(log_sigma) clamped to [sigma_min, sigma_max].
+
+        The clamp is straight-through: its gradient is the identity, so sigma still learns at a bound
+        (``torch.clamp`` has zero gradient *at* the bound, where :meth:`project_` puts the parameter)."""
+        ls = self.log_sigma
+        return (ls + (ls.clamp(math.log(self.sigma_min), math.log(self.sigma_max)) - ls).detach()).exp()
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp the ``log_sigma`` parameter into [log sigma_min, log sigma_max] in place."""
+        self.log_sigma.clamp_(math.log(self.sigma_min), math.log(self.sigma_max))
 
     def noise(self, n: int, device: torch.device | str | None = None,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,13 +236,21 @@ class PresGANEntropy:
 
 
 def make_presgan_trainer(G: NoisyGenerator, D: nn.Module, objective: Objective | None = None,
-                         config: TrainConfig | None = None, **hmc_settings: float) -> Trainer:
+                         config: TrainConfig | None = None, *, sigma_lr: float | None = None,
+                         **hmc_settings: float) -> Trainer:
     """A :class:`~minilib.train.Trainer` for PresGAN: the objective's ``entropy_weight`` is lambda (0: a GAN with
     learned output noise, the "GAN (lambda = 0)" of the log-likelihood comparison); D sees noised real data.
+    ``sigma_lr``: the learning rate of ``log_sigma`` (the reference code's ``--sigma_lr``; default: G's rate).
     ``hmc_settings`` go to :class:`PresGANEntropy` (burn_in, num_samples, num_leapfrog, step_size, ...)."""
+    if sigma_lr is not None and not (isinstance(sigma_lr, (int, float)) and sigma_lr > 0):
+        raise ValueError(f"sigma_lr must be a positive float or None, got {sigma_lr!r}")
     objective = objective or get_objective("presgan")
     hooks = PresGANEntropy(G, seed=(config or TrainConfig()).seed, **hmc_settings)
     trainer = Trainer(G, D, objective, config, extra_loss=hooks, transform_real=hooks.noise_real)
+    if sigma_lr is not None:
+        rest = [p for name, p in G.named_parameters() if name != "log_sigma"]
+        groups = [{"params": rest}, {"params": [G.log_sigma], "lr": float(sigma_lr)}]
+        trainer.opt_g = make_optimizer(groups, trainer.config.lr_g, trainer.config)
     trainer.presgan = hooks
     return trainer
 

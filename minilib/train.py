@@ -347,6 +347,9 @@ class Trainer:
         terms["total"].backward()
         self._clip(self.G_core)
         self.opt_g.step()
+        project = getattr(self.G_core, "project_", None)
+        if project is not None:  # parameter constraints, e.g. PresGAN's sigma range
+            project()
         out = {"g_" + name: v.item() for name, v in terms.items()}
         self._record(out)
         return out

@@ -225,3 +225,37 @@ def test_presgan_resume_is_exact(tmp_path):
 def test_entropy_alone_is_a_valid_objective():
     obj = get_objective("presgan", gan_weight=0.0)
     assert obj.entropy_weight > 0 and not obj.uses_discriminator
+
+
+def test_sigma_gets_back_from_its_bound_after_a_step():
+    """An optimiser step past sigma_max must not strand log_sigma where the clamp's gradient is zero."""
+    G = NoisyGenerator(MLPGenerator(nz=2, out_dim=2, hidden=4, layers=1), (2,), sigma_init=0.5, sigma_min=0.1, sigma_max=0.5)
+    G.sigma.sum().backward()  # at the bound itself the gradient still flows
+    assert (G.log_sigma.grad > 0).all()
+    with torch.no_grad():
+        G.log_sigma.fill_(math.log(5.0))
+    G.project_()
+    assert torch.allclose(G.log_sigma, torch.full((2,), math.log(0.5)))
+    # the Trainer projects after every G step: the entropy term pushes sigma up, and the parameter stays in range
+    tr = make_presgan_trainer(G, None, get_objective("presgan", gan_weight=0.0, entropy_weight=10.0, k=2),
+                              TrainConfig(progress=False, g_batch_size=4, lr_g=0.5), burn_in=1, num_samples=1, num_leapfrog=2)
+    for _ in range(3):
+        tr.generator_step(torch.zeros(4, 0), torch.zeros(4, 2))
+    assert (G.log_sigma <= math.log(0.5) + 1e-7).all() and torch.allclose(G.sigma, torch.full((2,), 0.5))
+    # and a gradient that lowers sigma moves it down at once (it would stay stuck above the bound without project_)
+    opt = torch.optim.SGD([G.log_sigma], lr=0.1)
+    opt.zero_grad()
+    G.sigma.sum().backward()
+    opt.step()
+    assert (G.sigma < 0.5).all()
+
+
+def test_sigma_lr_gives_log_sigma_its_own_learning_rate():
+    G = NoisyGenerator(MLPGenerator(nz=2, out_dim=2, hidden=4, layers=1), (2,), sigma_init=0.3)
+    tr = make_presgan_trainer(G, None, get_objective("presgan", gan_weight=0.0, k=2), TrainConfig(progress=False, lr_g=1e-4),
+                              sigma_lr=0.05)
+    groups = tr.opt_g.param_groups
+    assert [g["lr"] for g in groups] == [1e-4, 0.05]
+    assert groups[1]["params"] == [G.log_sigma] and len(groups[0]["params"]) == len(list(G.parameters())) - 1
+    with pytest.raises(ValueError, match="sigma_lr"):
+        make_presgan_trainer(G, None, get_objective("presgan", gan_weight=0.0), sigma_lr=0.0)
