@@ -255,28 +255,20 @@ def run_ring(method: str, seed: int = 0, steps: int = 3000, *, entropy_weight: f
             "seconds": time.perf_counter() - t0, "sigma": noise, "history": trainer.history}
 
 
-def _ring_worker(spec: dict) -> dict:
-    torch.set_num_threads(1)
+def _ring_from_spec(spec: dict) -> dict:
     return run_ring(**spec)
 
 
 def run_rings(specs: Sequence[dict], workers: int | None = None) -> list[dict]:
     """:func:`run_ring` for every spec (a dict of its keyword arguments, e.g. ``{"method": "gan", "seed": 1}``),
-    in ``workers`` processes (default ``min(2, cpu count)``; 1 = here, one after another). Results in order."""
-    import os
+    in ``workers`` processes (:func:`minilib.toy_experiments.map_in_processes`; 1 = here). Results in order."""
+    from .toy_experiments import map_in_processes
 
     specs = [dict(s) for s in specs]
     for s in specs:
         if "method" not in s:
             raise ValueError(f"every spec must be a dict with at least 'method', got {s!r}")
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
-    if workers <= 1 or len(specs) <= 1:
-        return [run_ring(**s) for s in specs]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(_ring_worker, specs))
+    return map_in_processes(_ring_from_spec, specs, workers)
 
 
 def digit_likelihoods(steps: int = 500, vae_steps: int = 1500, encoder_steps: int = 500, num_test: int = 100,

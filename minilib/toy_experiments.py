@@ -40,7 +40,8 @@ from .objectives import Objective, get_objective
 from .toy import MixtureToy, ToyDataset, ToyStream, make_dataset, make_models
 from .train import TrainConfig, Trainer, fit_predictor
 
-__all__ = ["ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "evaluate_toy", "sample_frame", "predictor_moments",
+__all__ = ["ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "map_in_processes", "evaluate_toy", "sample_frame",
+           "predictor_moments",
            "cache_dir", "summary_table", "reproduce_main", "bench_main"]
 
 CACHE_VERSION = 1
@@ -272,18 +273,38 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
     return ToyResult(ds, obj, seed, regime, G, P, trainer.history, metrics, shots, seconds)
 
 
+def _single_threaded(fn: Any, item: Any) -> Any:
+    torch.set_num_threads(1)
+    return fn(item)
+
+
+def map_in_processes(fn: Any, items: Sequence[Any], workers: int | None = None) -> list[Any]:
+    """``[fn(item) for item in items]``, computed in ``workers`` spawned processes with one torch thread each
+    (default ``min(2, cpu count)``); with one worker or one item, here. ``fn`` must be a module-level function.
+
+    The toy MLPs are too small to use several threads well, so separate runs on separate cores is the way to use a
+    2-core machine (about 2x faster notebooks).
+    """
+    items = list(items)
+    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    import functools
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(functools.partial(_single_threaded, fn), items))
+
+
 def _run_spec(spec: dict) -> float:
     """Worker of :func:`run_many`: train one spec into the cache; returns its seconds."""
-    torch.set_num_threads(1)
     return run_toy(**spec).seconds
 
 
 def run_many(specs: Sequence[dict], workers: int | None = None) -> list[ToyResult]:
     """:func:`run_toy` for every spec (a dict of its keyword arguments), training the uncached ones in ``workers``
-    processes (default: ``min(2, cpu count)``; 1 = in this process), then loading all from the cache in order.
-
-    The toy MLPs are too small to use several threads well, so separate runs on separate cores is the way to use a
-    2-core machine (about 2x faster notebooks).
+    processes (:func:`map_in_processes`; 1 = in this process), then loading all from the cache in order.
     """
     specs = [dict(s) for s in specs]
     for s in specs:
@@ -291,14 +312,9 @@ def run_many(specs: Sequence[dict], workers: int | None = None) -> list[ToyResul
             raise ValueError(f"every spec must be a dict with at least 'dataset' and 'objective', got {s!r}")
         if s.get("cache") is False:
             raise ValueError("run_many needs cache=True (workers hand their results over through the cache)")
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     todo = [s for s in specs if not _is_cached(s)]
-    if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-            list(pool.map(_run_spec, todo))
+    if len(todo) > 1:
+        map_in_processes(_run_spec, todo, workers)
     return [run_toy(**s) for s in specs]
 
 
