@@ -200,9 +200,10 @@ def run_stacked(method: str, steps: int = 1500, seed: int = 0, *, nz: int = 16, 
     return StackedRun(method, stats, seconds, G, trainer.history)
 
 
-def _adam(lr: float, seed: int, batch: int) -> TrainConfig:
-    return TrainConfig(lr_g=lr, lr_d=lr, weight_decay=0.0, amsgrad=False, clip_value=None, batch_size=batch,
-                       g_batch_size=batch, seed=seed, progress=False, log_every=50)
+def _adam(lr: float, seed: int, batch: int, lr_d: float | None = None) -> TrainConfig:
+    """Plain Adam (no weight decay, AMSGrad or clipping) at ``lr`` for G and ``lr_d`` (default ``lr``) for D."""
+    return TrainConfig(lr_g=lr, lr_d=lr if lr_d is None else lr_d, weight_decay=0.0, amsgrad=False, clip_value=None,
+                       batch_size=batch, g_batch_size=batch, seed=seed, progress=False, log_every=50)
 
 
 _FAST_HMC = dict(burn_in=1, num_samples=1, num_leapfrog=3, step_size=0.05)
@@ -236,8 +237,7 @@ def run_ring(method: str, seed: int = 0, steps: int = 3000, *, entropy_weight: f
     torch.manual_seed(seed)
     base = ToyGenerator(0, 2, z_dim=z_dim, hidden=128, layers=2, act="tanh")
     D = ToyDiscriminator(0, 2, hidden=128, layers=2, act="tanh")
-    cfg = TrainConfig(lr_g=lr_g, lr_d=lr_d, weight_decay=0.0, amsgrad=False, clip_value=None, batch_size=batch,
-                      g_batch_size=batch, seed=seed, progress=False, log_every=50)
+    cfg = _adam(lr_g, seed, batch, lr_d=lr_d)
     t0 = time.perf_counter()
     noise = None
     if method == "gan":

@@ -41,8 +41,7 @@ from .toy import MixtureToy, ToyDataset, ToyStream, make_dataset, make_models
 from .train import TrainConfig, Trainer, fit_predictor
 
 __all__ = ["ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "map_in_processes", "evaluate_toy", "sample_frame",
-           "predictor_moments",
-           "cache_dir", "summary_table", "reproduce_main", "bench_main"]
+           "predictor_moments", "cache_dir", "summary_table", "reproduce_main", "bench_main"]
 
 CACHE_VERSION = 1
 
