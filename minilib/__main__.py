@@ -3,11 +3,12 @@
 Each command is implemented next to the code it drives; this file only dispatches:
 
 =========================  =====================================================================
-``train``                  train an image task (Pix2Pix / SRGAN / GLCIC) -> ``minilib.tasks``
-``prepare``                convert a downloaded dataset to the course's layout -> ``minilib.data``
-``evaluate``               score a run with a named protocol, write JSON -> ``minilib.evaluate``
-``reproduce toy``          the toy tables and figures of notebooks 02-03 -> ``minilib.toy_experiments``
-``bench toy|widgets|image|hmc``  timing ratios printed as a table
+``train``                  train an image task (Pix2Pix / SRGAN / GLCIC) -> ``minilib.experiments.image_train``
+``prepare``                convert a downloaded dataset to the course's layout -> ``minilib.data.prepare``
+``evaluate``               score a run with a named protocol, write JSON -> ``minilib.experiments.evaluate``
+``reproduce toy``          the toy tables and figures of notebooks 02-03 -> ``minilib.experiments.toys``
+``bench toy|image|hmc``    timing ratios printed as a table -> ``minilib.experiments.bench``
+``bench widgets``          the app's batched engine vs one objective -> ``minilib.app.bench``
 =========================  =====================================================================
 
 ``python -m minilib <command> --help`` explains each one.
@@ -20,19 +21,19 @@ from typing import Callable, Sequence
 
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("minilib.tasks", "train_main", "train an image task (pix2pix-cityscapes, srgan-celeba, glcic-celeba, ...)"),
-    "prepare": ("minilib.data", "prepare_main", "prepare a downloaded dataset (cityscapes, maps, celeba) for training"),
-    "evaluate": ("minilib.evaluate", "evaluate_main", "evaluate a training run with a named protocol and write JSON"),
+    "train": ("minilib.experiments.image_train", "train_main", "train an image task (pix2pix-cityscapes, srgan-celeba, glcic-celeba, ...)"),
+    "prepare": ("minilib.data.prepare", "prepare_main", "prepare a downloaded dataset (cityscapes, maps, celeba) for training"),
+    "evaluate": ("minilib.experiments.evaluate", "evaluate_main", "evaluate a training run with a named protocol and write JSON"),
 }
 SUBCOMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     "reproduce": {
-        "toy": ("minilib.toy_experiments", "reproduce_main", "the toy experiments' tables (markdown) and figures"),
+        "toy": ("minilib.experiments.toys", "reproduce_main", "the toy experiments' tables (markdown) and figures"),
     },
     "bench": {
-        "toy": ("minilib.toy_experiments", "bench_main", "toy step time of each objective relative to a GAN step"),
-        "widgets": ("minilib.multitrain", "bench_main", "several objectives trained at once vs one at a time"),
-        "image": ("minilib.tasks", "bench_main", "image MR/pMR generator step relative to the baseline step"),
-        "hmc": ("minilib.presgan", "bench_main", "HMC throughput and PresGAN step cost"),
+        "toy": ("minilib.experiments.bench", "bench_toy_main", "toy step time of each objective relative to a GAN step"),
+        "widgets": ("minilib.app.bench", "bench_main", "several objectives trained at once vs one at a time"),
+        "image": ("minilib.experiments.bench", "bench_image_main", "image MR/pMR generator step relative to the baseline step"),
+        "hmc": ("minilib.experiments.bench", "bench_hmc_main", "HMC throughput and PresGAN step cost"),
     },
 }
 

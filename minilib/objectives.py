@@ -4,10 +4,13 @@ An :class:`Objective` says which terms the generator minimises and with which we
 
     L_G = gan_weight * L_GAN + rec_weight * L_rec + moment_weight * L_MR/pMR + ms_weight * L_MS (+ entropy)
 
-Notebooks and widgets list presets by name (``PRESETS``); code passes dataclasses. Override a weight
+Notebooks and widgets list presets by name (``PRESETS``); code passes dataclasses. :func:`generator_terms`
+is the one place where an objective's terms are computed from a batch of samples: the training loop
+(``minilib.train.Trainer``) and the app's batched engine (``minilib.app.engine``) both call it, so a new loss
+term is added here (a field, a preset, a line in :func:`generator_terms`) and in the app's controls. Override a weight
 with ``get_objective("gan+pmr2", moment_weight=2400.0)`` or ``objective.replace(k=24)``.
 
-Default weights are for the 2-D toys; the image tasks (``minilib.tasks``) override them with the
+Default weights are for the 2-D toys; the image tasks (``minilib.experiments.image_tasks``) override them with the
 values of MR-GAN Appendix B (Pix2Pix: MR/pMR 10, ℓ1 100; SRGAN: pMR 2400, MR 20, ℓ2 1000;
 GLCIC: pMR 1000, ℓ2 100).
 """
@@ -16,9 +19,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
+from . import losses as L
 from .losses import DISTS, GAN_KINDS
 
-__all__ = ["Objective", "PRESETS", "get_objective", "preset_names"]
+__all__ = ["Objective", "PRESETS", "get_objective", "preset_names", "generator_terms"]
+
+Noise = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -145,3 +153,63 @@ def get_objective(name: str, **overrides: object) -> Objective:
         raise ValueError(f"name must be one of the presets {preset_names()}, got {name!r}")
     preset = PRESETS[name]
     return preset.replace(**overrides) if overrides else preset
+
+
+# --------------------------------------------------------------------------------------------- the terms
+def _noise_rows(z: Noise, b: int, k: int, idx: slice) -> Noise:
+    """Samples ``idx`` of every input from flat noise ``[B·K, ...]`` (or a tuple of such) -> ``[B·len(idx), ...]``."""
+    if isinstance(z, torch.Tensor):
+        return z.reshape(b, k, *z.shape[1:])[:, idx].reshape(-1, *z.shape[1:])
+    return tuple(_noise_rows(t, b, k, idx) for t in z)
+
+
+def generator_terms(
+    objective: Objective,
+    samples: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    logits: torch.Tensor | None = None,
+    center: torch.Tensor | None = None,
+    log_dispersion: torch.Tensor | None = None,
+    z: Noise | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every weighted term of the generator loss of ``objective`` for one batch (MR-GAN Eq. 2, 3, 6, 8; MSGAN Eq. 1).
+
+    Args:
+        samples: ``[B, K, *event]`` generator samples, K = ``objective.k`` per input (computed in float32).
+        y: ``[B, *event]`` ground truth (used by ℓ1/ℓ2 and MR).
+        logits: the discriminator's logits on the ``B·K`` samples (required when ``gan_weight > 0``).
+        center, log_dispersion: the frozen predictor's outputs ``[B, *event]`` (required for proxy MR).
+        z: the flat noise ``[B·K, ...]`` (or a tuple of noise maps) that made the samples, with the K samples of
+            input b at rows ``b·K ... b·K + K - 1`` (required for mode seeking: the first and second half of
+            each input's samples are the pairs).
+    Returns:
+        ``{"gan", "rec", "moment", "ms": weighted term, ...}`` for the terms the objective uses, plus ``"total"``.
+    """
+    obj = objective
+    b, k = samples.shape[0], samples.shape[1]
+    samples32, y32 = samples.float(), y.float()  # moments in float32 even under autocast
+    terms: dict[str, torch.Tensor] = {}
+    if obj.gan_weight > 0:
+        if logits is None:
+            raise ValueError(f"logits are required: objective {obj.name!r} has gan_weight = {obj.gan_weight}")
+        terms["gan"] = obj.gan_weight * L.gan_loss(logits.float(), True, obj.gan_kind, generator=True)
+    if obj.rec is not None and obj.rec_weight > 0:
+        terms["rec"] = obj.rec_weight * L.reconstruction_loss(samples32, y32, 1 if obj.rec == "l1" else 2)
+    if obj.moment == "mr" and obj.moment_weight > 0:
+        terms["moment"] = obj.moment_weight * L.mr_loss(samples32, y32, obj.moment_dist, obj.moment_order)
+    if obj.needs_predictor:
+        if center is None or log_dispersion is None:
+            raise ValueError(f"center and log_dispersion (the predictor's outputs) are required: objective {obj.name!r} "
+                             "uses proxy MR")
+        terms["moment"] = obj.moment_weight * L.proxy_mr_loss(samples32, center.float(), log_dispersion.float(),
+                                                              obj.moment_dist, obj.moment_order)
+    if obj.ms_weight > 0:
+        if z is None:
+            raise ValueError(f"z (the samples' noise) is required: objective {obj.name!r} uses mode seeking")
+        half = k // 2
+        terms["ms"] = obj.ms_weight * L.mode_seeking_loss(
+            samples32[:, :half], samples32[:, half:2 * half],
+            _noise_rows(z, b, k, slice(0, half)), _noise_rows(z, b, k, slice(half, 2 * half)))
+    terms["total"] = sum(terms.values())
+    return terms

@@ -10,7 +10,7 @@ log-likelihood of held-out data can be estimated by importance sampling (Section
   (``extra_loss``) plus the real-data noising (``transform_real``); :func:`make_presgan_trainer` wires both.
 * :func:`fit_encoder` fits q(z | y) by the ELBO (with the decoder fixed: the test-time encoder; with it
   trained too: a VAE with the same decoder), :func:`log_likelihood` the importance-sampled estimate.
-* :func:`bench_main` is ``python -m minilib bench hmc``.
+``python -m minilib bench hmc`` (:mod:`minilib.experiments.bench`) times the sampler and a PresGAN step.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .train import TrainConfig, Trainer, make_optimizer
 
 __all__ = [
     "NoisyGenerator", "LinearGenerator", "posterior_log_prob", "entropy_surrogate", "PresGANEntropy",
-    "make_presgan_trainer", "elbo", "fit_encoder", "LogLikelihood", "log_likelihood", "bench_main",
+    "make_presgan_trainer", "elbo", "fit_encoder", "LogLikelihood", "log_likelihood",
 ]
 LOG_2PI = math.log(2 * math.pi)
 
@@ -131,7 +131,7 @@ def _check_no_batch_stats(G: nn.Module) -> None:
     for m in G.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
             raise ValueError("G has BatchNorm in training mode: HMC needs per-sample densities; call G.eval() or use a "
-                             "generator without batch statistics (minilib.nets.small)")
+                             "generator without batch statistics (minilib.nets.mlp, minilib.nets.digits)")
 
 
 def posterior_log_prob(G: NoisyGenerator, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -355,52 +355,3 @@ def log_likelihood(G: NoisyGenerator, encoder: nn.Module, y: torch.Tensor, *, nu
     ess = (1.0 / w.pow(2).sum(0)).mean().item()
     nats = per.mean().item()
     return LogLikelihood(per, nats, -nats / (d * math.log(2)), num_samples, ess)
-
-
-# ------------------------------------------------------------------------------- benchmark
-def bench_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m minilib bench hmc``: HMC throughput (chains x draws / s) on a small DCGAN-style generator
-    (:class:`minilib.nets.small.DigitGenerator`) and the time of one PresGAN G step relative to a GAN step."""
-    import argparse
-    import time
-
-    from .nets.small import DigitDiscriminator, DigitGenerator
-
-    ap = argparse.ArgumentParser(prog="python -m minilib bench hmc", description=bench_main.__doc__)
-    ap.add_argument("--chains", type=int, default=64)
-    ap.add_argument("--draws", type=int, default=20)
-    ap.add_argument("--leapfrog", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=10, help="timed G steps per objective")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(list(argv or []))
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    G = NoisyGenerator(DigitGenerator(nz=16, channels=3), (3, 8, 8), sigma_init=0.1, sigma_max=1.0)
-    x = torch.zeros(args.chains, 0)
-    (z, eps) = G.noise(args.chains)
-    with torch.no_grad():
-        y = G(x, (z, eps))
-    t = time.perf_counter()
-    res = hmc.sample(posterior_log_prob(G, x, y), z, num_samples=args.draws, burn_in=0, step_size=0.02,
-                     num_leapfrog=args.leapfrog, adapt=False)
-    dt = time.perf_counter() - t
-    rows = [("HMC chains x draws / s", f"{args.chains * args.draws / dt:.0f}",
-             f"{args.chains} chains, {args.draws} draws, {args.leapfrog} leapfrog, accept {res.accept_rate.mean():.2f}")]
-    times = {}
-    for name, lam in (("gan", 0.0), ("presgan", 1.0)):
-        cfg = TrainConfig(batch_size=64, g_batch_size=8, progress=False, seed=0)
-        obj = get_objective("presgan", entropy_weight=lam, k=8)
-        tr = make_presgan_trainer(G, DigitDiscriminator(channels=3), obj, cfg)
-        data = torch.randn(64, 3, 8, 8).clamp(-1, 1)
-        tr.generator_step(x[:8], data[:8])  # warm-up
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            tr.generator_step(x[:8], data[:8])
-        times[name] = (time.perf_counter() - t) / args.steps
-    rows.append(("GAN G step (s)", f"{times['gan']:.4f}", "8 inputs x K=8 samples, DigitGenerator 3x8x8"))
-    rows.append(("PresGAN G step (s)", f"{times['presgan']:.4f}", "entropy term: 2 burn-in + 2 HMC draws, 5 leapfrog"))
-    rows.append(("PresGAN / GAN", f"{times['presgan'] / times['gan']:.1f}x", ""))
-    print("| quantity | value | setting |\n|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
-    return 0

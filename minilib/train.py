@@ -4,8 +4,9 @@
 * :class:`Trainer` owns G, D, the optional frozen predictor P, their optimisers and the state needed
   for exact resume. One *step* is a round of ``config.d_steps`` discriminator updates followed by
   ``config.g_steps`` generator updates (Pix2Pix 1:1, SRGAN 1:5, GLCIC 1:3).
-* :func:`fit_predictor` trains P with the MLE loss (Eq. 4 / 5) and keeps the weights with the lowest
-  validation loss (MR-GAN Appendix B).
+* The generator's loss terms come from :func:`minilib.objectives.generator_terms` (the one place they are
+  assembled); checkpoints are written with :mod:`minilib.checkpoints`; the predictor P is fitted beforehand
+  by :func:`minilib.predictor.fit_predictor`.
 
 Data comes from a *stream*: any object with ``next(batch_size) -> (x, y)`` and ``state_dict()`` /
 ``load_state_dict()`` (toy samplers and image datasets both provide one), so the loop makes no
@@ -14,31 +15,20 @@ weight decay 1e-4, gradient clipping by value 0.5.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
 
 from . import losses as L
-from .objectives import Objective
+from .checkpoints import atomic_save, load_checkpoint
+from .objectives import Objective, generator_terms
 
-__all__ = [
-    "Stream",
-    "TrainConfig",
-    "Trainer",
-    "TrainingDiverged",
-    "sample_k",
-    "fit_predictor",
-    "make_optimizer",
-    "atomic_save",
-    "load_checkpoint",
-]
+__all__ = ["Stream", "TrainConfig", "Trainer", "TrainingDiverged", "sample_k", "make_optimizer"]
 
 Noise = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -84,8 +74,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("lr_g", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
         for name in ("batch_size", "g_batch_size", "d_steps", "g_steps", "log_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -103,13 +94,6 @@ def make_optimizer(params: Any, lr: float, config: TrainConfig) -> torch.optim.O
 
 
 # ----------------------------------------------------------------------------------------- sampling
-def _repeat_noise_index(z: Noise, b: int, k: int, idx: slice) -> Noise:
-    """Select samples ``idx`` of every input from flat noise ``[B·K, ...]`` -> ``[B·len(idx), ...]``."""
-    if isinstance(z, torch.Tensor):
-        return z.reshape(b, k, *z.shape[1:])[:, idx].reshape(-1, *z.shape[1:])
-    return tuple(_repeat_noise_index(t, b, k, idx) for t in z)
-
-
 def sample_k(G: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Noise]:
     """K samples per input from one batched forward (DESIGN.md section 2).
 
@@ -131,33 +115,6 @@ def sample_k(G: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator |
     z = core.noise(b * k, device=x.device, generator=generator)
     y = G(x_rep, z)  # [B·K, *event]
     return y.reshape(b, k, *y.shape[1:]), z
-
-
-# ----------------------------------------------------------------------------------------- checkpoints
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`atomic_save` with ``weights_only=True`` (no arbitrary code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _unwrap(m: nn.Module | None) -> nn.Module | None:
@@ -303,38 +260,28 @@ class Trainer:
         return out
 
     def generator_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every weighted term of the generator loss for a batch (x on device). Keys: term names + ``"total"``."""
+        """Every weighted term of the generator loss for a batch (x on device). Keys: term names + ``"total"``.
+
+        Draws K samples per input in one forward, asks D and P for what the objective needs, and lets
+        :func:`~minilib.objectives.generator_terms` weigh the terms; ``extra_loss`` terms are added last."""
         obj = self.objective
         b, k = x.shape[0], obj.k
         with self._autocast():
             samples, z = sample_k(self.G, x, k, self.noise_gen)  # [B, K, *event]
-        terms: dict[str, torch.Tensor] = {}
+        logits = center = log_disp = None
         if obj.gan_weight > 0:
             D = self.D_core
             D.requires_grad_(False)  # no D gradients during the G update
             with self._autocast():
                 logits = D(x.repeat_interleave(k, dim=0), samples.reshape(b * k, *samples.shape[2:]))
-            terms["gan"] = obj.gan_weight * L.gan_loss(logits.float(), True, obj.gan_kind, generator=True)
-        samples32 = samples.float()  # moments in float32 even under autocast
-        if obj.rec is not None and obj.rec_weight > 0:
-            terms["rec"] = obj.rec_weight * L.reconstruction_loss(samples32, y.float(), 1 if obj.rec == "l1" else 2)
-        if obj.moment == "mr" and obj.moment_weight > 0:
-            terms["moment"] = obj.moment_weight * L.mr_loss(samples32, y.float(), obj.moment_dist, obj.moment_order)
         if obj.needs_predictor:
             with torch.no_grad(), self._autocast():
                 center, log_disp = self.P(x)
-            terms["moment"] = obj.moment_weight * L.proxy_mr_loss(
-                samples32, center.float(), log_disp.float(), obj.moment_dist, obj.moment_order
-            )
-        if obj.ms_weight > 0:
-            half = k // 2
-            y1, y2 = samples32[:, :half], samples32[:, half : 2 * half]
-            z1 = _repeat_noise_index(z, b, k, slice(0, half))
-            z2 = _repeat_noise_index(z, b, k, slice(half, 2 * half))
-            terms["ms"] = obj.ms_weight * L.mode_seeking_loss(y1, y2, z1, z2)
+        terms = generator_terms(obj, samples, y, logits=logits, center=center, log_dispersion=log_disp, z=z)
         if self.extra_loss is not None:
+            terms.pop("total")
             terms.update(self.extra_loss(self, x, y, samples, z))
-        terms["total"] = sum(terms.values())
+            terms["total"] = sum(terms.values())
         return terms
 
     def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -465,90 +412,3 @@ class Trainer:
     def load(self, path: str | os.PathLike, stream: Stream | None = None) -> None:
         """Resume from a checkpoint written by :meth:`save` (``weights_only=True``)."""
         self.load_state_dict(load_checkpoint(path, map_location=self.device), stream)
-
-
-# ----------------------------------------------------------------------------------------- predictor
-def fit_predictor(
-    P: nn.Module,
-    train_stream: Stream,
-    val_stream: Stream,
-    *,
-    dist: str = "gaussian",
-    steps: int = 2000,
-    batch_size: int = 16,
-    val_every: int = 50,
-    val_batches: int = 4,
-    patience: int | None = 10,
-    config: TrainConfig | None = None,
-    lr: float | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Train a predictor ``P(x) -> (center, log_dispersion)`` with the MLE loss (MR-GAN Eq. 4 / 5).
-
-    Validation loss is measured every ``val_every`` steps on ``val_batches`` batches; the weights with the
-    lowest validation loss are loaded back into P at the end (Appendix B: "the checkpoint with the lowest
-    validation loss"). Training stops early after ``patience`` validations without improvement.
-
-    Returns ``{"best_val": float, "best_step": int, "steps": int, "history": {"step", "train", "val"}}``.
-    """
-    from .losses import DISTS, mle_loss
-
-    if dist not in DISTS:
-        raise ValueError(f"dist must be one of {DISTS}, got {dist!r}")
-    for name, v in (("steps", steps), ("batch_size", batch_size), ("val_every", val_every), ("val_batches", val_batches)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    config = config or TrainConfig()
-    device = torch.device(config.device)
-    P.to(device)
-    opt = make_optimizer(P.parameters(), lr if lr is not None else config.lr_g, config)
-    # a fixed validation set: the same batches every time
-    val_state = val_stream.state_dict()
-    val_data = [val_stream.next(batch_size) for _ in range(val_batches)]
-    val_stream.load_state_dict(val_state)
-
-    def val_loss() -> float:
-        P.eval()
-        with torch.no_grad():
-            tot = 0.0
-            for vx, vy in val_data:
-                c, ld = P(vx.to(device))
-                tot += mle_loss(c, ld, vy.to(device), dist).item()
-        P.train()
-        return tot / len(val_data)
-
-    best, best_step, best_state, bad = math.inf, 0, copy.deepcopy(P.state_dict()), 0
-    hist: dict[str, list[float]] = {"step": [], "train": [], "val": []}
-    P.train()
-    running, n_run, step = 0.0, 0, 0
-    from tqdm.auto import tqdm
-
-    for step in tqdm(range(1, steps + 1), disable=not progress, desc="predictor"):
-        x, y = train_stream.next(batch_size)
-        c, ld = P(x.to(device))
-        loss = mle_loss(c, ld, y.to(device), dist)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"predictor loss became {loss.item()} at step {step}; lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip_value is not None:
-            nn.utils.clip_grad_value_(P.parameters(), config.clip_value)
-        opt.step()
-        running, n_run = running + loss.item(), n_run + 1
-        if step % val_every == 0:
-            v = val_loss()
-            hist["step"].append(step)
-            hist["train"].append(running / n_run)
-            hist["val"].append(v)
-            running, n_run = 0.0, 0
-            if v < best:
-                best, best_step, best_state, bad = v, step, copy.deepcopy(P.state_dict()), 0
-            else:
-                bad += 1
-                if patience is not None and bad >= patience:
-                    break
-    if not hist["val"]:  # fewer steps than one validation interval
-        best, best_step, best_state = val_loss(), step, copy.deepcopy(P.state_dict())
-    P.load_state_dict(best_state)
-    P.eval()
-    return {"best_val": best, "best_step": best_step, "steps": step, "history": hist}

@@ -11,6 +11,7 @@ matching ``update_*`` function changes only the data of those artists (``set_off
 * :func:`plot_hist_1d` / :func:`update_hist_1d` -- a histogram of 1-D samples over the true density.
 * :func:`plot_toy` / :func:`update_toy` -- whichever of the three fits the dataset.
 * :func:`plot_losses`, :func:`plot_moments`, :func:`animate` (at most ``max_frames`` frames).
+* :func:`stacked_grid` -- stacked digits tiled into one RGB picture (notebook 06b).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
 from matplotlib.patches import Circle
 
-from .toy import MixtureToy, ToyDataset
+from .data.toys import MixtureToy, ToyDataset
 
 __all__ = [
     "frame_indices",
@@ -39,6 +40,7 @@ __all__ = [
     "plot_moments",
     "animate",
     "animate_panels",
+    "stacked_grid",
 ]
 
 Artists = dict[str, Any]
@@ -299,3 +301,24 @@ def animate_panels(panels: dict[str, Sequence[dict]], dataset: ToyDataset, max_f
     anim = FuncAnimation(fig, draw, frames=len(keep), interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+def stacked_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
+    """Tile stacked digits ``[N, 3, 8, 8]`` in [-1, 1] into one RGB picture ``[H, W, 3]`` in [0, 1] for ``imshow``.
+
+    Channel c (the c-th digit) is shown as colour c (red, green, blue); ``nrow`` images per row, ``pad`` pixels
+    of white between them.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape [N, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
+    if not isinstance(nrow, int) or nrow < 1 or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"nrow must be a positive int and pad a non-negative int, got {nrow!r}, {pad!r}")
+    n, _, h, w = images.shape
+    rows = -(-n // nrow)
+    out = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    tiles = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        out[:, top:top + h, left:left + w] = tiles[i]
+    return out.permute(1, 2, 0)

@@ -1,6 +1,6 @@
 """Real-browser tests of notebook 04: JupyterLab and Voilà on loopback, driven in Debian's chromium by Playwright.
 
-Recipe: ../shared/browser-testing.md. Without /usr/bin/chromium (or the playwright package) the tests skip
+Without /usr/bin/chromium (or the playwright package) the tests skip
 with the reason, except under CI=true, where they fail: CI installs chromium (`apt-get install -y chromium`).
 Screenshots go to $MINILIB_ARTIFACTS (default: a pytest temp dir) and their paths are printed.
 """

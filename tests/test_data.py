@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from minilib import data as D
-from minilib.fixtures import make_celeba, make_cityscapes, make_maps
+from minilib.data import images as D
+from minilib.data.prepare import prepare_main
+from minilib.data.fixtures import make_celeba, make_cityscapes, make_maps
 
 torch.set_num_threads(1)
 
@@ -189,7 +190,7 @@ def test_missing_and_corrupt_files(tmp_path, roots):
 
 
 def test_prepare_cityscapes_roundtrip(tmp_path, roots):
-    assert D.prepare_main(["cityscapes", "--src", str(roots["official"]), "--dst", str(tmp_path / "out"), "--size", "16"]) == 0
+    assert prepare_main(["cityscapes", "--src", str(roots["official"]), "--dst", str(tmp_path / "out"), "--size", "16"]) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     src = D.PairedImages(roots["official"], "train", size=16, flip=False, stats=([0.0] * 3, [1.0] * 3))
     prep = D.PairedImages(tmp_path / "out", "train", size=16, flip=False)
@@ -200,11 +201,11 @@ def test_prepare_cityscapes_roundtrip(tmp_path, roots):
         assert torch.equal(x0, x1)  # PNG keeps label colours exact
         assert (y0 - y1).abs().max() <= 1 / 255 + 1e-6
     assert np.allclose(stats["input_mean"], prep.mean.flatten().tolist())
-    assert D.prepare_main(["maps", "--src", str(tmp_path / "none"), "--dst", str(tmp_path / "o2")]) == 2
+    assert prepare_main(["maps", "--src", str(tmp_path / "none"), "--dst", str(tmp_path / "o2")]) == 2
 
 
 def test_prepare_celeba(tmp_path, roots):
-    assert D.prepare_main(["celeba", "--src", str(roots["celeba"]), "--dst", str(tmp_path / "c"), "--size", "32"]) == 0
+    assert prepare_main(["celeba", "--src", str(roots["celeba"]), "--dst", str(tmp_path / "c"), "--size", "32"]) == 0
     assert Image.open(tmp_path / "c/img_align_celeba/000005.jpg").size == (32, 32)
     stats = json.loads((tmp_path / "c" / "stats.json").read_text())
     ds = D.CelebAInpaint(tmp_path / "c", "train", size=32, hole=(8, 12))
@@ -215,5 +216,5 @@ def test_prepare_celeba(tmp_path, roots):
 
 def test_prepare_help(capsys):
     with pytest.raises(SystemExit) as e:
-        D.prepare_main(["--help"])
+        prepare_main(["--help"])
     assert e.value.code == 0 and "data/README.md" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""Tests for minilib.digits: splits, the cached classifier, the inpainting stream."""
+"""The digits: splits and streams (minilib.data.digits), the cached classifier (minilib.metrics.digits), the
+digit-completion networks and training (minilib.nets.digits, minilib.course.digit_completion)."""
 from __future__ import annotations
 
 import os
@@ -6,19 +7,10 @@ import os
 import pytest
 import torch
 
-from minilib.digits import (
-    DigitClassifier,
-    DigitCompletionD,
-    DigitCompletionG,
-    DigitCompletionP,
-    DigitInpaintingStream,
-    classifier_accuracy,
-    get_digit_classifier,
-    join_rows,
-    load_digits,
-    split_rows,
-    train_digit_completion,
-)
+from minilib.nets.digits import DigitClassifier, DigitCompletionD, DigitCompletionG, DigitCompletionP
+from minilib.data.digits import DigitInpaintingStream, join_rows, load_digits, split_rows
+from minilib.metrics.digits import classifier_accuracy, get_digit_classifier
+from minilib.course.digit_completion import train_digit_completion
 
 torch.set_num_threads(1)
 
@@ -106,7 +98,7 @@ def test_cache_is_reused_and_atomic(classifier, cache_dir):
 
 
 def test_corrupt_cache_is_retrained(tmp_path, monkeypatch):
-    import minilib.digits as digits
+    import minilib.metrics.digits as digits
 
     calls = []
     monkeypatch.setattr(digits, "train_digit_classifier", lambda seed: calls.append(seed) or digits._freeze(DigitClassifier()))

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from minilib.fixtures import make_celeba
-from minilib.train import load_checkpoint
+from minilib.data.fixtures import make_celeba
+from minilib.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,8 +25,8 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     import torch.distributed as dist
 
-    from minilib import data as D
-    from minilib import tasks as T
+    from minilib.data import images as D
+    from minilib.experiments import image_tasks as T
     from minilib.train import Trainer
 
     torch.set_num_threads(1)

@@ -1,5 +1,5 @@
-"""Tests for minilib.evaluate (protocol sampling, digit-completion analysis, the evaluate command)
-and minilib.results (paper tables beside ours)."""
+"""Tests for minilib.experiments.evaluate (protocol sampling, the evaluate command), the digit-completion analysis
+(minilib.course.digit_completion) and minilib.experiments.results (paper tables beside ours)."""
 from __future__ import annotations
 
 import json
@@ -8,16 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from minilib.digits import DigitCompletionG, get_digit_classifier, load_digits
-from minilib.evaluate import (
-    NeighbourCompletion,
-    completion_classes,
-    digit_completion_report,
-    evaluate_main,
-    plausible_classes,
-    sample_protocol,
-)
-from minilib.results import PAPER_TABLES, compare, load_results, to_html, to_markdown
+from minilib.nets.digits import DigitCompletionG
+from minilib.metrics.digits import get_digit_classifier
+from minilib.data.digits import load_digits
+from minilib.course.digit_completion import (NeighbourCompletion, completion_classes, digit_completion_report, plausible_classes)
+from minilib.experiments.evaluate import evaluate_main, sample_protocol
+from minilib.experiments.results import PAPER_TABLES, compare, load_results, to_html, to_markdown
 
 torch.set_num_threads(1)
 
@@ -96,7 +92,7 @@ def test_neighbour_completion_returns_real_bottoms_of_near_digits():
 
 
 def test_digit_report_ideal_sampler_vs_collapsed(digit_setup):
-    from minilib.metrics.images import fit_ndb_bins
+    from minilib.metrics.ndb import fit_ndb_bins
 
     clf, train, train_y, test = digit_setup
     bins = fit_ndb_bins(train, k=20, seed=0)
@@ -117,7 +113,7 @@ def test_digit_report_ideal_sampler_vs_collapsed(digit_setup):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    from minilib.tasks import train_main
+    from minilib.experiments.image_train import train_main
 
     out = tmp_path_factory.mktemp("runs") / "srgan"
     assert train_main(["--task", "srgan-celeba", "--objective", "gan+l2", "--out", str(out), "--profile", "smoke",

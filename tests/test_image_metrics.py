@@ -1,4 +1,5 @@
-"""Tests for minilib.metrics.images (diversity protocols, LPIPS, NDB/JSD) and minilib.realism
+"""Tests for minilib.metrics.diversity / ndb / frechet (diversity protocols, LPIPS, NDB/JSD, Fréchet) and
+minilib.course.realism_game
 (Fréchet distances, FID errors, the human real-or-fake protocol).
 
 LPIPS note: torchvision's ImageNet backbone weights cannot be downloaded here, so the LPIPS tests
@@ -15,31 +16,11 @@ import pytest
 import torch
 
 import minilib.metrics as metrics
-from minilib.metrics.images import (
-    DIVERSITY_PROTOCOLS,
-    DiversityProtocol,
-    MissingWeightsError,
-    fit_ndb_bins,
-    jensen_shannon,
-    load_lpips,
-    lpips_diversity,
-    ndb_jsd,
-    pairwise_diversity,
-    pixel_distance,
-    protocol_pairs,
-    to_signed_range,
-)
-from minilib.realism import (
-    RealismGame,
-    RealismSession,
-    digit_frechet_distance,
-    fake_f_measure,
-    frechet_distance,
-    frechet_distance_features,
-    gaussian_statistics,
-    inception_fid,
-    realism_score,
-)
+from minilib.metrics import DIVERSITY_PROTOCOLS
+from minilib.metrics.diversity import (DiversityProtocol, MissingWeightsError, load_lpips, lpips_diversity, pairwise_diversity, pixel_distance, protocol_pairs, to_signed_range)
+from minilib.metrics.ndb import fit_ndb_bins, jensen_shannon, ndb_jsd
+from minilib.course.realism_game import RealismGame, RealismSession, fake_f_measure, realism_score
+from minilib.metrics.frechet import (digit_frechet_distance, frechet_distance, frechet_distance_features, gaussian_statistics, inception_fid)
 
 torch.set_num_threads(1)
 
@@ -313,7 +294,8 @@ def test_frechet_from_features_estimates_gaussians():
 
 
 def test_digit_frechet_distance_orders_sets():
-    from minilib.digits import get_digit_classifier, load_digits
+    from minilib.metrics.digits import get_digit_classifier
+    from minilib.data.digits import load_digits
 
     clf = get_digit_classifier(seed=0)  # the shared cache (~/.cache/minilib or $MINILIB_CACHE), as notebooks use
     train, _ = load_digits("train", 0)

@@ -3,11 +3,10 @@ and clamping, the GLCIC paste / local crop, PatchGAN receptive field, bad inputs
 import pytest
 import torch
 
-from minilib.nets import (
-    DCGANDiscriminator, DCGANGenerator, GLCICDiscriminator, GLCICGenerator, GLCICPredictor,
-    PatchDiscriminator, Pix2PixGenerator, Pix2PixPredictor, SRGANDiscriminator, SRGANGenerator,
-    SRGANPredictor, hole_boxes,
-)
+from minilib.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from minilib.nets.glcic import GLCICDiscriminator, GLCICGenerator, GLCICPredictor, hole_boxes
+from minilib.nets.pix2pix import PatchDiscriminator, Pix2PixGenerator, Pix2PixPredictor
+from minilib.nets.srgan import SRGANDiscriminator, SRGANGenerator, SRGANPredictor
 
 torch.set_num_threads(1)
 

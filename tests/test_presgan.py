@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from minilib.nets.small import DigitDiscriminator, DigitGenerator, GaussianEncoder, MLPGenerator
+from minilib.nets.digits import DigitDiscriminator, DigitGenerator
+from minilib.nets.mlp import GaussianEncoder, ToyGenerator
 from minilib.objectives import get_objective
-from minilib.presgan import (LinearGenerator, NoisyGenerator, bench_main, elbo, entropy_surrogate, fit_encoder,
-                             log_likelihood, make_presgan_trainer, posterior_log_prob)
+from minilib.presgan import (LinearGenerator, NoisyGenerator, elbo, entropy_surrogate, fit_encoder, log_likelihood, make_presgan_trainer, posterior_log_prob)
+from minilib.experiments.bench import bench_hmc_main as bench_main
 from minilib.train import TrainConfig
 
 torch.set_num_threads(1)
@@ -90,7 +91,7 @@ def test_truncated_likelihood_adds_the_mass_correction():
 
 
 def test_noisy_generator_sigma_clamp_and_likelihood():
-    G = NoisyGenerator(MLPGenerator(nz=2, out_dim=3, hidden=8, layers=1), (3,), sigma_init=0.5, sigma_min=0.1, sigma_max=1.0)
+    G = NoisyGenerator(ToyGenerator(0, 3, z_dim=2, hidden=8, layers=1), (3,), sigma_init=0.5, sigma_min=0.1, sigma_max=1.0)
     with torch.no_grad():
         G.log_sigma.copy_(torch.tensor([math.log(0.01), math.log(0.5), math.log(5.0)]))
     assert torch.allclose(G.sigma, torch.tensor([0.1, 0.5, 1.0]))
@@ -101,9 +102,9 @@ def test_noisy_generator_sigma_clamp_and_likelihood():
     ref = torch.distributions.Normal(G.mean(x, z), G.sigma).log_prob(y).sum(1)
     assert torch.allclose(G.log_likelihood(y, x, z), ref, atol=1e-5)
     with pytest.raises(ValueError, match="sigma_min"):
-        NoisyGenerator(MLPGenerator(), (2,), sigma_min=0.0)
+        NoisyGenerator(ToyGenerator(0, 2), (2,), sigma_min=0.0)
     with pytest.raises(ValueError, match="sigma_init"):
-        NoisyGenerator(MLPGenerator(), (2,), sigma_init=3.0, sigma_max=1.0)
+        NoisyGenerator(ToyGenerator(0, 2), (2,), sigma_init=3.0, sigma_max=1.0)
     with pytest.raises(TypeError, match="noise"):
         G(x, z)
     with pytest.raises(ValueError, match="num_samples"):
@@ -229,7 +230,7 @@ def test_entropy_alone_is_a_valid_objective():
 
 def test_sigma_gets_back_from_its_bound_after_a_step():
     """An optimiser step past sigma_max must not strand log_sigma where the clamp's gradient is zero."""
-    G = NoisyGenerator(MLPGenerator(nz=2, out_dim=2, hidden=4, layers=1), (2,), sigma_init=0.5, sigma_min=0.1, sigma_max=0.5)
+    G = NoisyGenerator(ToyGenerator(0, 2, z_dim=2, hidden=4, layers=1), (2,), sigma_init=0.5, sigma_min=0.1, sigma_max=0.5)
     G.sigma.sum().backward()  # at the bound itself the gradient still flows
     assert (G.log_sigma.grad > 0).all()
     with torch.no_grad():
@@ -251,7 +252,7 @@ def test_sigma_gets_back_from_its_bound_after_a_step():
 
 
 def test_sigma_lr_gives_log_sigma_its_own_learning_rate():
-    G = NoisyGenerator(MLPGenerator(nz=2, out_dim=2, hidden=4, layers=1), (2,), sigma_init=0.3)
+    G = NoisyGenerator(ToyGenerator(0, 2, z_dim=2, hidden=4, layers=1), (2,), sigma_init=0.3)
     tr = make_presgan_trainer(G, None, get_objective("presgan", gan_weight=0.0, k=2), TrainConfig(progress=False, lr_g=1e-4),
                               sigma_lr=0.05)
     groups = tr.opt_g.param_groups

@@ -1,22 +1,11 @@
-"""minilib.toy: samplers against their true densities, the stream contract, the MLP contracts."""
+"""minilib.data.toys and minilib.nets.mlp: samplers against their true densities, the stream contract, the MLP contracts."""
 import math
 
 import pytest
 import torch
 
-from minilib.toy import (
-    DATASETS,
-    ToyDiscriminator,
-    ToyGenerator,
-    ToyPredictor,
-    ToyStream,
-    YShape,
-    grid,
-    make_dataset,
-    make_models,
-    mixture_1d,
-    ring,
-)
+from minilib.data.toys import DATASETS, ToyStream, YShape, grid, make_dataset, mixture_1d, ring
+from minilib.nets.mlp import ToyDiscriminator, ToyGenerator, ToyPredictor, make_models
 from minilib.train import sample_k
 
 
@@ -168,7 +157,8 @@ def test_make_models_is_seeded_and_leaves_global_rng():
 
 def test_predictor_learns_true_moments_with_mle():
     """P trained with the Gaussian MLE loss (Eq. 4) recovers E[y|x] = 0 and Var[y|x] = x^2 + noise^2 on the Y-shape."""
-    from minilib.train import TrainConfig, fit_predictor
+    from minilib.train import TrainConfig
+    from minilib.predictor import fit_predictor
 
     torch.manual_seed(0)
     ds = YShape()

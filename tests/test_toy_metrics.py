@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minilib.metrics.toy import assign_modes, conditional_w1, mode_stats, std_ratio, wasserstein_1d
-from minilib.toy import grid, ring
+from minilib.data.toys import grid, ring
 
 
 def gen(seed=0):

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from minilib.objectives import PRESETS, Objective, get_objective
-from minilib.train import TrainConfig, Trainer, TrainingDiverged, atomic_save, fit_predictor, load_checkpoint, sample_k
+from minilib.train import TrainConfig, Trainer, TrainingDiverged, sample_k
+from minilib.checkpoints import atomic_save, load_checkpoint
+from minilib.predictor import fit_predictor
 
 
 class TinyG(nn.Module):

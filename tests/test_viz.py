@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from minilib import viz  # noqa: E402
-from minilib.toy import YShape, mixture_1d, ring  # noqa: E402
+from minilib.data.toys import YShape, mixture_1d, ring  # noqa: E402
 
 
 @pytest.fixture

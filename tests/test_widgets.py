@@ -1,4 +1,4 @@
-"""Tests for minilib.multitrain (batched training of several objectives) and minilib.widgets (the app, headless)."""
+"""Tests for minilib.app: the batched engine (several objectives at once) and the widgets (the app, headless)."""
 from __future__ import annotations
 
 import html
@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from minilib.multitrain import BatchedMLP, MultiConfig, MultiTrainer, bench_main
+from minilib.app.engine import BatchedMLP, MultiConfig, MultiTrainer
+from minilib.app.bench import bench_main
+from minilib.experiments.toys import toy_adam
 from minilib.objectives import get_objective
 from minilib.train import TrainConfig, Trainer
 
@@ -103,7 +105,7 @@ def test_generator_terms_equal_the_shared_trainer_for_every_preset():
 
 def test_slots_are_independent():
     """Slot 0 follows the same trajectory whatever the other slots train (no cross-talk through the batch)."""
-    cfg = MultiConfig(hidden=32, seed=5)
+    cfg = MultiConfig(train=toy_adam(seed=5), hidden=32)
     a = MultiTrainer([get_objective("gan+mr2"), get_objective("gan+l2", rec_weight=100.0)], y_shape, 1, 1, cfg)
     b = MultiTrainer([get_objective("gan+mr2"), get_objective("gan+ms")], y_shape, 1, 1, cfg)
     a.train(30), b.train(30)
@@ -117,7 +119,7 @@ def test_slots_are_independent():
 
 
 def test_l2_alone_learns_the_conditional_mean():
-    cfg = MultiConfig(hidden=64, seed=0, lr_g=3e-3)
+    cfg = MultiConfig(train=toy_adam(seed=0, lr_g=3e-3), hidden=64)
     mt = MultiTrainer([get_objective("l2", k=4)], y_shape, 1, 1, cfg)
     mt.train(400)
     x = torch.linspace(0.3, 0.9, 7).unsqueeze(1)
@@ -145,7 +147,7 @@ def test_multitrainer_bad_input():
     with pytest.raises(TypeError, match="objectives must be"):
         MultiTrainer(["gan"], y_shape, 1, 1)
     with pytest.raises(ValueError, match="lr_g must be"):
-        MultiConfig(lr_g=0.0)
+        MultiConfig(train=toy_adam(lr_g=0.0))
     with pytest.raises(ValueError, match="x_dim"):
         MultiTrainer([get_objective("gan")], y_shape, 1, 0)
     bad = lambda n, g: (torch.zeros(n, 1), torch.full((n, 1), float("nan")))
@@ -161,7 +163,7 @@ def test_bench_main_prints_ratio(capsys):
 
 
 # ------------------------------------------------------------------------------------------ the app, headless
-from minilib.widgets import APP_PRESETS, TASKS, LossComparisonApp  # noqa: E402
+from minilib.app.widgets import APP_PRESETS, TASKS, LossComparisonApp  # noqa: E402
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

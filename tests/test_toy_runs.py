@@ -1,19 +1,12 @@
-"""minilib.toy_experiments: run_toy with the shared Trainer, exact evaluation, caching, the CLI entry points."""
+"""minilib.experiments.toys: run_toy with the shared Trainer, exact evaluation, caching, the CLI entry points."""
 import pytest
 import torch
 from torch import nn
 
 from minilib.objectives import preset_names
-from minilib.toy import YShape, ring
-from minilib.toy_experiments import (
-    bench_main,
-    evaluate_toy,
-    predictor_moments,
-    reproduce_main,
-    run_toy,
-    sample_frame,
-    summary_table,
-)
+from minilib.data.toys import YShape, ring
+from minilib.experiments.bench import bench_toy_main as bench_main
+from minilib.experiments.toys import (evaluate_toy, predictor_moments, reproduce_main, run_toy, sample_frame, summary_table)
 
 TINY = dict(hidden=16, predictor_steps=5)
 
@@ -153,7 +146,7 @@ def test_reproduce_and_bench_entry_points(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_many_in_two_processes_matches_a_direct_run():
-    from minilib.toy_experiments import run_many
+    from minilib.experiments.toys import run_many
 
     specs = [dict(dataset="y-shape", objective="gan+mr1", seed=s, steps=8, frames=2, hidden=16) for s in (0, 1)]
     rs = run_many(specs, workers=2)

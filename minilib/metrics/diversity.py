@@ -1,6 +1,5 @@
-"""Image metrics: diversity (pairwise LPIPS / pixel distances under named protocols), mode coverage
-(NDB / JSD, Richardson & Weiss 2018). Realism metrics (Fréchet distances, FID, the human
-real-or-fake protocol) live in :mod:`minilib.realism`.
+"""Conditional diversity of image generators: pairwise LPIPS / pixel distances under named protocols.
+Mode coverage (NDB / JSD) is in :mod:`minilib.metrics.ndb`, Fréchet distances in :mod:`minilib.metrics.frechet`.
 
 Diversity protocols (``samples`` are ``[B, K, C, H, W]``: K outputs for each of B inputs):
 
@@ -20,23 +19,19 @@ how to obtain them (the LPIPS linear-layer weights themselves ship inside the ``
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 __all__ = [
     "MissingWeightsError", "DiversityProtocol", "DIVERSITY_PROTOCOLS", "DiversityResult",
     "protocol_pairs", "to_signed_range", "pixel_distance", "LPIPSDistance", "load_lpips",
-    "pairwise_diversity", "lpips_diversity", "NDBBins", "NDBResult", "fit_ndb_bins", "ndb_jsd",
-    "jensen_shannon",
+    "pairwise_diversity", "lpips_diversity",
 ]
 
 
@@ -145,7 +140,7 @@ def pixel_distance(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None =
     return _masked_mean((a - b).abs().pow(p), mask)
 
 
-pixel_distance.name = "pixel-l1"  # type: ignore[attr-defined]
+pixel_distance.name = "pixel-l1"
 
 
 class LPIPSDistance:
@@ -292,120 +287,3 @@ def lpips_diversity(samples: torch.Tensor, protocol: str | DiversityProtocol = "
     elif (lpips_model.net, lpips_model.version) != (net, version):
         raise ValueError(f"lpips_model is {lpips_model.net} v{lpips_model.version} but net={net!r}, version={version!r}")
     return pairwise_diversity(x, protocol, lpips_model, mask=mask, seed=seed, chunk=64, metric=lpips_model.name)
-
-
-# --------------------------------------------------------------------------- NDB / JSD
-@dataclass
-class NDBBins:
-    """k-means bins fitted on training samples: centres ``[K, D]`` and train proportions ``[K]``."""
-
-    centers: np.ndarray
-    train_proportions: np.ndarray
-    num_train: int
-    seed: int
-
-    @property
-    def k(self) -> int:
-        """Number of bins K."""
-        return int(self.centers.shape[0])
-
-    def assign(self, samples: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Index of the nearest centre for each sample ``[N, ...] -> [N]``."""
-        x = _flat(samples, "samples")
-        if x.shape[1] != self.centers.shape[1]:
-            raise ValueError(f"samples have {x.shape[1]} values each, bins were fitted on {self.centers.shape[1]}")
-        d = (x ** 2).sum(1)[:, None] - 2 * x @ self.centers.T + (self.centers ** 2).sum(1)[None]  # [N, K]
-        return d.argmin(1)
-
-    def proportions(self, samples: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Fraction of ``samples`` falling in each bin ``[K]``."""
-        return np.bincount(self.assign(samples), minlength=self.k) / len(samples)
-
-
-def _flat(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray) or x.ndim < 2 or len(x) == 0:
-        raise TypeError(f"{name} must be a non-empty tensor/array [N, ...], got {type(x).__name__}")
-    return x.reshape(len(x), -1).astype(np.float64)
-
-
-def fit_ndb_bins(train: torch.Tensor | np.ndarray, k: int, seed: int = 0,
-                 cache_dir: str | os.PathLike | None = None) -> NDBBins:
-    """k-means (scikit-learn, ``random_state=seed``) with ``k`` bins on ``train [N, ...]``.
-
-    Richardson & Weiss (2018) ask for ≥ 10 training samples per bin (MSGAN uses K ≈ N/20). With
-    ``cache_dir`` the centres are cached under a hash of the data, K and seed (atomic write).
-    """
-    x = _flat(train, "train")
-    if not isinstance(k, int) or not 2 <= k <= len(x):
-        raise ValueError(f"k must be an int in 2..{len(x)} (number of training samples), got {k}")
-    path = None
-    if cache_dir is not None:
-        key = hashlib.sha1(x.tobytes() + f"|{k}|{seed}".encode()).hexdigest()[:16]
-        path = Path(cache_dir) / f"ndb_bins_{key}.npy"
-        if path.is_file():
-            centers = np.load(path)
-            bins = NDBBins(centers, np.zeros(k), len(x), seed)
-            bins.train_proportions = bins.proportions(x)
-            return bins
-    from sklearn.cluster import KMeans
-
-    centers = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x).cluster_centers_.astype(np.float64)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, centers)
-        os.replace(tmp, path)
-    bins = NDBBins(centers, np.zeros(k), len(x), seed)
-    bins.train_proportions = bins.proportions(x)
-    return bins
-
-
-def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
-    """JSD(p‖q) = ½KL(p‖m) + ½KL(q‖m), m = (p+q)/2, in nats (0 ≤ JSD ≤ ln 2)."""
-    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
-    if p.shape != q.shape or (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
-        raise ValueError("p and q must be non-negative histograms of the same shape")
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-    kl = lambda a: float(np.sum(a[a > 0] * np.log(a[a > 0] / m[a > 0])))
-    return 0.5 * kl(p) + 0.5 * kl(q)
-
-
-@dataclass
-class NDBResult:
-    """NDB (count of statistically different bins, always reported with K) and JSD in nats."""
-
-    ndb: int
-    k: int
-    ndb_over_k: float
-    jsd: float
-    different_bins: list[int]
-    sample_proportions: list[float] = field(repr=False)
-
-    def to_dict(self) -> dict:
-        """Plain dict (JSON-serialisable)."""
-        return asdict(self)
-
-
-def ndb_jsd(bins: NDBBins, samples: torch.Tensor | np.ndarray, alpha: float = 0.05) -> NDBResult:
-    """Number of statistically different bins and JSD (Richardson & Weiss 2018, Sec. 3).
-
-    Each bin's train proportion P and sample proportion Q are compared with a two-proportion
-    z-test, z = (P − Q) / sqrt(p̄(1 − p̄)(1/N_train + 1/N_samples)) with pooled p̄; a bin counts
-    when its two-sided p-value is below ``alpha``.
-    """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    from scipy import stats
-
-    n_s = len(samples)
-    q = bins.proportions(samples)
-    p, n_t = bins.train_proportions, bins.num_train
-    pooled = (p * n_t + q * n_s) / (n_t + n_s)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_s))
-    z = np.divide(p - q, se, out=np.zeros_like(se), where=se > 0)
-    diff = np.flatnonzero(2 * stats.norm.sf(np.abs(z)) < alpha)
-    return NDBResult(len(diff), bins.k, len(diff) / bins.k, jensen_shannon(p, q), diff.tolist(), q.tolist())

@@ -1,4 +1,4 @@
-"""Toy worlds with a known truth, a resumable data stream and the small MLPs that learn them.
+"""Toy worlds with a known truth and a resumable data stream.
 
 Every toy is a *conditional Gaussian mixture*: given x, ``p(y | x) = sum_m w_m(x) N(y; mu_m(x), s(x)^2 I)``.
 That one description gives exact samplers, densities, conditional means and standard deviations,
@@ -13,34 +13,16 @@ name           x_dim   y_dim   p(y | x)
 ``grid``       0       2       25 Gaussians on a 5 x 5 grid (MSGAN / PacGAN)
 =============  ======  ======  ====================================================================
 
-Unconditional toys use an empty x ``[B, 0]`` (the "constant x" of DESIGN.md section 2).
-Networks: :class:`ToyGenerator` ``G(x, z) -> y``, :class:`ToyDiscriminator` ``D(x, y) -> logits [B]``,
-:class:`ToyPredictor` ``P(x) -> (center, log_dispersion)`` -- 2-3 layer MLPs as in the papers' toys.
+Unconditional toys use an empty x ``[B, 0]`` (the "constant x" of DESIGN.md section 2). :class:`ToyStream`
+feeds a toy to the training loop; the networks that learn them are in :mod:`minilib.nets.mlp`.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-from torch import nn
 
-from .nets.common import mlp as _mlp
-
-__all__ = [
-    "ToyDataset",
-    "MixtureToy",
-    "YShape",
-    "mixture_1d",
-    "ring",
-    "grid",
-    "DATASETS",
-    "make_dataset",
-    "ToyStream",
-    "ToyGenerator",
-    "ToyDiscriminator",
-    "ToyPredictor",
-    "make_models",
-]
+__all__ = ["ToyDataset", "MixtureToy", "YShape", "mixture_1d", "ring", "grid", "DATASETS", "make_dataset", "ToyStream"]
 
 
 def _check_n(name: str, n: object) -> int:
@@ -235,96 +217,3 @@ class ToyStream:
     def load_state_dict(self, state: dict) -> None:
         self.seed = int(state["seed"])
         self.generator.set_state(state["rng"])
-
-
-# --------------------------------------------------------------------------------------------- networks
-def _check_dims(**dims: int) -> None:
-    for name, v in dims.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
-
-
-def _check_input(name: str, t: object, dim: int, b: int | None = None) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 2 or t.shape[1] != dim or (b is not None and t.shape[0] != b):
-        want = f"[{b if b is not None else 'B'}, {dim}]"
-        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
-    return t
-
-
-class ToyGenerator(nn.Module):
-    """``G(x, z) -> y [B, y_dim]``: an MLP on ``cat(x, z)``; ``G.noise(n)`` draws ``z ~ N(0, I)`` ``[n, z_dim]``.
-
-    MR-GAN's toys use 2-3 layer ReLU MLPs; PresGAN's ring uses tanh (``act="tanh"``).
-    """
-
-    def __init__(self, x_dim: int, y_dim: int, z_dim: int = 2, hidden: int = 128, layers: int = 2, act: str = "relu") -> None:
-        super().__init__()
-        _check_dims(x_dim=x_dim)
-        _check_n("y_dim", y_dim)
-        _check_n("z_dim", z_dim)
-        self.x_dim, self.y_dim, self.z_dim = x_dim, y_dim, z_dim
-        self.net = _mlp(x_dim + z_dim, y_dim, hidden, layers, act)
-
-    def noise(self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z ~ N(0, I)`` of shape ``[n, z_dim]``."""
-        if device is None and generator is not None:
-            device = generator.device
-        return torch.randn(_check_n("n", n), self.z_dim, device=device, generator=generator)
-
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        z = _check_input("z", z, self.z_dim)
-        x = _check_input("x", x, self.x_dim, z.shape[0])
-        return self.net(torch.cat([x.to(z.dtype), z], 1))
-
-
-class ToyDiscriminator(nn.Module):
-    """``D(x, y) -> logits [B]``: an MLP on ``cat(x, y)`` (Pix2Pix-style conditional discriminator)."""
-
-    def __init__(self, x_dim: int, y_dim: int, hidden: int = 128, layers: int = 2, act: str = "relu") -> None:
-        super().__init__()
-        _check_dims(x_dim=x_dim)
-        _check_n("y_dim", y_dim)
-        self.x_dim, self.y_dim = x_dim, y_dim
-        self.net = _mlp(x_dim + y_dim, 1, hidden, layers, act)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        y = _check_input("y", y, self.y_dim)
-        x = _check_input("x", x, self.x_dim, y.shape[0])
-        return self.net(torch.cat([x.to(y.dtype), y], 1)).squeeze(1)
-
-
-class ToyPredictor(nn.Module):
-    """``P(x) -> (center, log_dispersion)``, each ``[B, y_dim]``: the generator's MLP without noise, two heads
-    (MR-GAN Eq. 4 / 5: mean and log-variance, or median and log-MAD)."""
-
-    def __init__(self, x_dim: int, y_dim: int, hidden: int = 128, layers: int = 2, act: str = "relu") -> None:
-        super().__init__()
-        _check_dims(x_dim=x_dim)
-        _check_n("y_dim", y_dim)
-        self.x_dim, self.y_dim = x_dim, y_dim
-        self.net = _mlp(max(x_dim, 1), 2 * y_dim, hidden, layers, act)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _check_input("x", x, self.x_dim)
-        if self.x_dim == 0:  # unconditional: a constant input, so P learns one (center, dispersion)
-            x = torch.ones(x.shape[0], 1, device=x.device)
-        center, log_disp = self.net(x).chunk(2, dim=1)
-        return center, log_disp
-
-
-def make_models(dataset: ToyDataset, z_dim: int = 2, hidden: int = 128, layers: int = 2, act: str = "relu",
-                seed: int = 0) -> tuple[ToyGenerator, ToyDiscriminator, ToyPredictor]:
-    """``(G, D, P)`` sized for ``dataset``, initialised from ``torch.manual_seed(seed)``-equivalent local RNG."""
-    if not isinstance(dataset, ToyDataset):
-        raise TypeError(f"dataset must be a ToyDataset, got {type(dataset).__name__}")
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        G = ToyGenerator(dataset.x_dim, dataset.y_dim, z_dim, hidden, layers, act)
-        D = ToyDiscriminator(dataset.x_dim, dataset.y_dim, hidden, layers, act)
-        P = ToyPredictor(dataset.x_dim, dataset.y_dim, hidden, layers, act)
-    finally:
-        torch.set_rng_state(state)
-    return G, D, P

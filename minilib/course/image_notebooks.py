@@ -1,12 +1,12 @@
 """What notebooks 08-10 share: pick a profile, train (or reuse) the baseline / MR / proxy-MR runs of
 an image task through ``python -m minilib train``, load them, draw MR-GAN-style figures and score
-them with the MR-GAN diversity protocol through :mod:`minilib.evaluate`.
+them with the MR-GAN diversity protocol through :mod:`minilib.experiments.evaluate`.
 
 * :func:`setup` — the profile (``$MINILIB_PROFILE``, else full with CUDA and data, else smoke) and
   why, printed; where the runs go; how many rounds to train.
 * :func:`ensure_run` / :func:`ensure_runs` — train a run, resume an unfinished one, or reuse a
   finished one (so re-running a notebook is fast). :func:`train_argv` is the exact command line.
-* :func:`load_run` — G (and P for proxy MR) with the run's weights, its datasets and history.
+* :func:`~minilib.experiments.runs.load_run` — G (and P for proxy MR) with the run's weights, its datasets and history.
 * :func:`paper_columns` / :func:`plot_paper_figure` — rows like MR-GAN Figures 1, 3, 5-10:
   input | ground truth | predicted mean | predicted variance | sample mean | sample variance | samples.
 * :func:`evaluate_runs` / :func:`results_markdown` — MR-GAN protocol (20 samples per input,
@@ -20,41 +20,35 @@ import json
 import os
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from .data import DatasetStream
-from .losses import sample_moments
-from .objectives import Objective
-from .tasks import TASKS, Built, TaskSpec, build, choose_profile, train_main
-from .train import TrainConfig, load_checkpoint, sample_k
+from ..checkpoints import atomic_write_json
+from ..experiments.evaluate import evaluate_run
+from ..experiments.image_tasks import TaskSpec, choose_profile, get_task
+from ..experiments.image_train import train_main
+from ..experiments.runs import LoadedRun, RunFolder, load_run
+from ..losses import sample_moments
+from ..metrics.diversity import MissingWeightsError, load_lpips
+from ..train import TrainConfig, sample_k
 
-__all__ = ["SMOKE_STEPS", "CourseSetup", "default_dirs", "RunInfo", "LoadedRun", "course_objectives", "setup", "train_argv",
-           "ensure_run", "ensure_runs", "load_run", "sample_spread", "paper_columns", "plot_paper_figure",
-           "plot_histories", "evaluate_runs", "results_markdown", "appendix_b_markdown", "full_commands"]
+__all__ = ["CourseSetup", "default_dirs", "RunInfo", "LoadedRun", "course_objectives", "setup", "train_argv", "ensure_run",
+           "ensure_runs", "load_run", "sample_spread", "paper_columns", "plot_paper_figure", "plot_histories",
+           "evaluate_runs", "results_markdown", "appendix_b_markdown", "full_commands"]
 
-# training rounds of the smoke profile per network kind: each run takes a few seconds on one CPU core
-SMOKE_STEPS: dict[str, int] = {"pix2pix": 8, "srgan": 3, "glcic": 6}
+
 FULL_STEPS = 100_000  # train_main's default for the full profile
-
-
-def _spec(task: str | TaskSpec) -> TaskSpec:
-    if isinstance(task, TaskSpec):
-        return task
-    if not isinstance(task, str) or task not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)} or a TaskSpec, got {task!r}")
-    return TASKS[task]
 
 
 def course_objectives(task: str | TaskSpec) -> dict[str, str]:
     """``{"baseline": "gan+l1" | "gan+l2", "MR": "gan+mr2", "proxy MR": "gan+pmr2"}`` for a task:
     the paper's baseline (Pix2Pix ℓ1, SRGAN / GLCIC ℓ2) and the Gaussian first-and-second-moment
     variants (MR-GAN's MCMLE1/2 and MLMM1/2, Eq. 8 and Eq. 6)."""
-    return {"baseline": _spec(task).baseline, "MR": "gan+mr2", "proxy MR": "gan+pmr2"}
+    return {"baseline": get_task(task).baseline, "MR": "gan+mr2", "proxy MR": "gan+pmr2"}
 
 
 @dataclass(frozen=True)
@@ -76,20 +70,20 @@ def default_dirs(task: str | TaskSpec) -> tuple[Path, Path]:
     """``(data, runs)``: ``$MINILIB_DATA`` or ``data/<dataset>`` and ``runs/`` of the source checkout
     this module lives in (so notebooks run from ``notebooks/`` write to the repository's git-ignored
     ``runs/``); outside a checkout, relative to the working directory."""
-    spec = _spec(task)
-    repo = Path(__file__).resolve().parents[1]
+    spec = get_task(task)
+    repo = Path(__file__).resolve().parents[2]
     base = repo if (repo / "pyproject.toml").is_file() else Path(".")
     return Path(os.environ.get("MINILIB_DATA") or base / "data" / spec.dataset), base / "runs"
 
 
 def setup(task: str, data: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
           device: str | None = None, steps: int | None = None, verbose: bool = True) -> CourseSetup:
-    """Choose the profile like DESIGN.md section 5 (:func:`minilib.tasks.choose_profile`) and print why.
+    """Choose the profile (:func:`minilib.experiments.image_tasks.choose_profile`) and print why.
 
     ``data`` is the prepared dataset folder (e.g. ``data/cityscapes``); the full profile needs it
     and CUDA. Runs go to ``<runs>/<task>/<profile>/<objective>`` (defaults: :func:`default_dirs`). ``steps`` defaults to
-    :data:`SMOKE_STEPS` (smoke) or 100,000 rounds (full, the paper's length)."""
-    spec = _spec(task)
+    the family's ``smoke_steps`` (smoke) or 100,000 rounds (full, the paper's length)."""
+    spec = get_task(task)
     data = default_dirs(spec)[0] if data is None else data
     runs = default_dirs(spec)[1] if runs is None else runs
     if steps is not None and (not isinstance(steps, int) or steps < 1):
@@ -100,7 +94,7 @@ def setup(task: str, data: str | os.PathLike | None = None, runs: str | os.PathL
         raise ValueError(f"the full profile needs data= the prepared {spec.dataset} folder (see data/README.md), got {data!r}")
     out = CourseSetup(spec.name, profile, reason, device, str(data) if profile == "full" else None,
                       Path(runs) / spec.name / profile,
-                      steps or (FULL_STEPS if profile == "full" else SMOKE_STEPS[spec.kind]))
+                      steps or (FULL_STEPS if profile == "full" else spec.family.smoke_steps))
     if verbose:
         print(f"profile: {profile} ({reason}); device {device}; {out.steps} rounds per run; runs in {out.runs}")
     return out
@@ -129,8 +123,7 @@ class RunInfo:
 
 
 def _checkpoint_step(path: Path) -> int | None:
-    ckpt = path / "checkpoint.pt"
-    return int(load_checkpoint(ckpt)["step"]) if ckpt.is_file() else None
+    return RunFolder(path).step()
 
 
 def ensure_run(cfg: CourseSetup, objective: str, threads: int | None = 1) -> RunInfo:
@@ -142,7 +135,7 @@ def ensure_run(cfg: CourseSetup, objective: str, threads: int | None = 1) -> Run
     t0 = time.perf_counter()
     step = _checkpoint_step(path)
     if step is not None:
-        meta = json.loads((path / "run.json").read_text())
+        meta = RunFolder(path).settings()
         got = (meta["task"]["name"], meta["profile"], meta["objective"]["name"].split(":")[-1])
         if got != (cfg.task, cfg.profile, objective):
             raise ValueError(f"{path} holds a run of {got}, expected {(cfg.task, cfg.profile, objective)}; "
@@ -166,47 +159,6 @@ def ensure_runs(cfg: CourseSetup, objectives: Sequence[str] | None = None, threa
         print(f"{name:<10} {info.action:<8} step {info.step:>6} ({info.seconds:.1f} s)  {info.path}")
         out[name] = info
     return out
-
-
-@dataclass
-class LoadedRun:
-    """A run loaded for figures: ``G`` (eval mode), ``P`` (proxy MR's predictor, else None), the task
-    ``spec``, ``objective``, ``profile``, checkpoint ``step``, training ``history`` and the
-    :class:`~minilib.tasks.Built` task (datasets, ``to_image``)."""
-
-    path: Path
-    spec: TaskSpec
-    objective: Objective
-    profile: str
-    step: int
-    G: nn.Module
-    P: nn.Module | None
-    built: Built
-    history: dict[str, list] = field(default_factory=dict)
-
-    def val_batch(self, n: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n`` validation pairs (fixed order, no flips): ``(x [n, ...], y [n, C, H, W])``."""
-        n = min(n, len(self.built.val))
-        return DatasetStream(self.built.val, seed, shuffle=False).next(n)
-
-
-def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
-    """Load a ``train`` run folder (``run.json``, ``checkpoint.pt``, ``predictor.pt`` if any)."""
-    path = Path(path)
-    if not (path / "run.json").is_file() or not (path / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"path {path} is not a training run: expected run.json and checkpoint.pt")
-    meta = json.loads((path / "run.json").read_text())
-    spec = TASKS.get(meta["task"]["name"]) or TaskSpec(**meta["task"])
-    objective = Objective(**meta["objective"])
-    built = build(spec, meta["data"], meta["profile"], device, meta["config"].get("seed", 0), objective, progress=False)
-    state = load_checkpoint(path / "checkpoint.pt", device)
-    built.G.load_state_dict(state["G"])
-    P = None
-    if (path / "predictor.pt").is_file():
-        built.P.load_state_dict(load_checkpoint(path / "predictor.pt", device)["P"])
-        P = built.P.to(device).eval()
-    hist = json.loads((path / "history.json").read_text()) if (path / "history.json").is_file() else {}
-    return LoadedRun(path, spec, objective, meta["profile"], int(state["step"]), built.G.to(device).eval(), P, built, hist)
 
 
 @torch.no_grad()
@@ -300,16 +252,13 @@ def plot_histories(runs: dict[str, LoadedRun], keys: Sequence[str] = ("d_real", 
 
 def evaluate_runs(runs: dict[str, RunInfo] | dict[str, Path], profile: str, num_inputs: int = 300,
                   metric: str = "auto", device: str = "cpu", seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Score each run with the MR-GAN protocol through :func:`minilib.evaluate.evaluate_run` and write
+    """Score each run with the MR-GAN protocol through :func:`minilib.experiments.evaluate.evaluate_run` and write
     ``<run>/eval_mrgan_<metric>.json`` (what ``python -m minilib evaluate`` writes; read by
-    :mod:`minilib.results`). A record for the run's current step and ``num_inputs`` is reused.
+    :mod:`minilib.experiments.results`). A record for the run's current step and ``num_inputs`` is reused.
 
     ``metric="auto"``: LPIPS (AlexNet, v0.1) if its backbone weights are on this machine; otherwise,
     in the smoke profile only, pixel ℓ1 diversity with a printed note (in full the missing-weights
     error is raised, since the paper's claim is about LPIPS). Each record gets ``"profile"``."""
-    from .evaluate import evaluate_run
-    from .metrics.images import MissingWeightsError, load_lpips
-
     if profile not in ("smoke", "full"):
         raise ValueError(f"profile must be 'smoke' or 'full', got {profile!r}")
     if metric not in ("auto", "lpips", "pixel"):
@@ -323,7 +272,7 @@ def evaluate_runs(runs: dict[str, RunInfo] | dict[str, Path], profile: str, num_
                 raise
             metric = "pixel"
             print(f"note: {str(e).split('. On a machine')[0]}, so this smoke run scores pixel-space l1 diversity "
-                  "instead of LPIPS (minilib.metrics.images.load_lpips says how to get the weights).")
+                  "instead of LPIPS (minilib.metrics.diversity.load_lpips says how to get the weights).")
     out = {}
     for name, run in runs.items():
         path = run.path if isinstance(run, RunInfo) else Path(run)
@@ -333,9 +282,7 @@ def evaluate_runs(runs: dict[str, RunInfo] | dict[str, Path], profile: str, num_
         if rec is None or (rec.get("step"), rec.get("requested_inputs"), rec.get("seed")) != (step, num_inputs, seed):
             rec = {**evaluate_run(path, "mrgan", metric, num_inputs, device=device, seed=seed),
                    "requested_inputs": num_inputs, "seed": seed}
-            tmp = file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(rec, indent=1, default=str))
-            tmp.replace(file)
+            atomic_write_json(file, rec)
         rec["file"] = str(file)
         out[name] = rec
     return out
@@ -355,9 +302,9 @@ def results_markdown(records: dict[str, dict[str, Any]]) -> str:
 
 
 def appendix_b_markdown(task: str | TaskSpec) -> str:
-    """MR-GAN Appendix B's settings for a task as a markdown table (from :data:`minilib.tasks.TASKS`
+    """MR-GAN Appendix B's settings for a task as a markdown table (from :data:`minilib.experiments.image_tasks.TASKS`
     and :class:`~minilib.train.TrainConfig`'s defaults, so the table is what the code runs)."""
-    spec, c = _spec(task), TrainConfig()
+    spec, c = get_task(task), TrainConfig()
     rows = [("networks / data", spec.about), ("batch size: D and predictor / G", f"{spec.batch_size} / {spec.g_batch_size}"),
             ("samples per input K", spec.k), ("D : G updates per round", f"{spec.d_steps} : {spec.g_steps}"),
             (f"baseline {spec.baseline}: reconstruction weight", spec.rec_weight),
@@ -371,7 +318,7 @@ def full_commands(task: str | TaskSpec, raw: str = "data/{dataset}_raw", data: s
                   runs: str = "runs") -> list[str]:
     """The shell commands of the full profile on a GPU: prepare the downloaded dataset, train the
     baseline, MR and proxy MR runs (resumable with ``--resume``), evaluate each with the MR-GAN protocol."""
-    spec = _spec(task)
+    spec = get_task(task)
     raw, data = raw.format(dataset=spec.dataset), data.format(dataset=spec.dataset)
     cmds = [f"python -m minilib prepare {spec.dataset} --src {raw} --dst {data}"]
     for obj in course_objectives(spec).values():

@@ -1,4 +1,4 @@
-"""Tests for minilib.analysis: closed forms against Monte Carlo and known answers."""
+"""Tests for minilib.course.loss_mismatch and bias_variance (notebook 01): closed forms against Monte Carlo and known answers."""
 from __future__ import annotations
 
 import math
@@ -6,23 +6,8 @@ import math
 import pytest
 import torch
 
-from minilib.analysis import (
-    BiasVariance,
-    Mixture1D,
-    bias_variance_mc,
-    discriminator_value,
-    estimator_draws,
-    expected_abs_diff,
-    expected_sq_diff,
-    fit_location_scale,
-    gan_value,
-    jensen_shannon,
-    l1_gap,
-    mle_closed_form,
-    monte_carlo_losses,
-    optimal_discriminator,
-    population_losses,
-)
+from minilib.course.bias_variance import (BiasVariance, bias_variance_mc, estimator_draws, fit_location_scale, mle_closed_form)
+from minilib.course.loss_mismatch import (Mixture1D, jensen_shannon, discriminator_value, expected_abs_diff, expected_sq_diff, gan_value, l1_gap, monte_carlo_losses, optimal_discriminator, population_losses)
 
 torch.set_num_threads(1)
 BIMODAL = Mixture1D((0.5, 0.5), (-2.0, 2.0), (0.5, 0.5))

@@ -1,4 +1,4 @@
-"""Tests of minilib.image_course (notebooks 08-10): profile choice, train / resume / reuse of runs,
+"""Tests of minilib.course.image_notebooks (notebooks 08-10): profile choice, train / resume / reuse of runs,
 loading, the paper-figure columns (closed forms on a toy generator), evaluation records, tables."""
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from minilib import image_course as ic
-from minilib.evaluate import _parser as evaluate_parser
+from minilib.course import image_notebooks as ic
+from minilib.experiments.evaluate import _parser as evaluate_parser
 from minilib.objectives import get_objective
-from minilib.tasks import TASKS, Built, _parser as train_parser
-from minilib.train import load_checkpoint
+from minilib.experiments.image_tasks import TASKS, Built
+from minilib.experiments.image_train import _parser as train_parser
+from minilib.checkpoints import load_checkpoint
 
 torch.set_num_threads(1)
 
@@ -40,7 +41,7 @@ def runs(tmp_path_factory):
 def test_setup_smoke_profile_and_defaults(tmp_path):
     cfg = ic.setup("srgan-celeba", runs=tmp_path, device="cpu")
     assert (cfg.profile, cfg.reason, cfg.data) == ("smoke", "MINILIB_PROFILE=smoke", None)
-    assert cfg.steps == ic.SMOKE_STEPS["srgan"] and cfg.runs == tmp_path / "srgan-celeba" / "smoke"
+    assert cfg.steps == TASKS["srgan-celeba"].family.smoke_steps and cfg.runs == tmp_path / "srgan-celeba" / "smoke"
 
 
 def test_setup_without_env_on_cpu_says_why(monkeypatch, tmp_path, capsys):
@@ -214,12 +215,12 @@ def test_plot_paper_figure_layout_and_shared_variance_scale():
 
 # ------------------------------------------------------------------------------------ evaluation
 def test_evaluate_runs_writes_and_reuses_records(runs, monkeypatch, capsys):
-    from minilib.metrics import images
+    from minilib.metrics import diversity as images
 
     def missing(*a, **k):
         raise images.MissingWeightsError("LPIPS-alex needs weights. On a machine with internet ...")
 
-    monkeypatch.setattr(images, "load_lpips", missing)
+    monkeypatch.setattr(ic, "load_lpips", missing)
     cfg, out = runs
     recs = ic.evaluate_runs(out, "smoke", num_inputs=2)
     assert "pixel-space" in capsys.readouterr().out
@@ -241,7 +242,7 @@ def test_evaluate_runs_writes_and_reuses_records(runs, monkeypatch, capsys):
 
 def test_default_dirs_follow_the_checkout_and_env(monkeypatch, tmp_path):
     data, runs = ic.default_dirs("srgan-celeba")
-    assert runs.name == "runs" and (runs.parent / "minilib" / "image_course.py").is_file()
+    assert runs.name == "runs" and (runs.parent / "minilib" / "course" / "image_notebooks.py").is_file()
     assert data == runs.parent / "data" / "celeba"
     monkeypatch.setenv("MINILIB_DATA", str(tmp_path))
     assert ic.default_dirs("glcic-celeba")[0] == tmp_path

@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilib import data as D
-from minilib import tasks as T
-from minilib.fixtures import make_celeba, make_cityscapes, make_maps
-from minilib.train import Trainer, fit_predictor, load_checkpoint
+from minilib.data import images as D
+from minilib.experiments import image_tasks as T
+from minilib.experiments.image_train import train_main
+from minilib.experiments.bench import bench_image_main
+from minilib.data.fixtures import make_celeba, make_cityscapes, make_maps
+from minilib.train import Trainer, sample_k
+from minilib.predictor import fit_predictor
+from minilib.checkpoints import load_checkpoint
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +113,7 @@ def test_sample_grid_layout(roots):
     assert torch.allclose(tile(1, 0), xi[1]) and torch.allclose(tile(0, 1), yi[0])
     b.G.eval()
     with torch.no_grad():
-        s, _ = T.sample_k(b.G, x, 3, torch.Generator().manual_seed(0))
+        s, _ = sample_k(b.G, x, 3, torch.Generator().manual_seed(0))
     assert torch.allclose(tile(0, 4), (s.mean(1)[0] + 1) / 2, atol=1e-5)
     assert torch.allclose(tile(1, 6), (s[1, 0] + 1) / 2, atol=1e-5)
     assert torch.allclose(tile(0, 3)[0], tile(0, 3)[1])  # dispersion columns are grey
@@ -118,7 +122,7 @@ def test_sample_grid_layout(roots):
 
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as e:
-        T.train_main(["--help"])
+        train_main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
     for word in ("pix2pix-cityscapes", "srgan-celeba", "glcic-celeba", "--resume", "--profile", "data/README.md", "torchrun"):
@@ -129,17 +133,17 @@ def test_cli_smoke_train(tmp_path, roots):
     out = tmp_path / "run"
     argv = ["--task", "glcic-celeba", "--objective", "gan+pmr1", "--data", str(roots["celeba"]), "--out", str(out),
             "--profile", "smoke", "--steps", "2", "--predictor-steps", "2", "--no-progress", "--k", "3"]
-    assert T.train_main(argv) == 0
+    assert train_main(argv) == 0
     ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["step"] == 2 and {"G", "D", "P", "opt_g", "stream"} <= set(ck)
     assert json.loads((out / "run.json").read_text())["objective"]["moment_weight"] == 1000.0
     assert len(json.loads((out / "history.json").read_text())["g_moment"]) == 2
     assert (out / "samples" / "step_000002.png").is_file() and (out / "predictor.pt").is_file()
-    assert T.train_main(argv) == 2  # refuses to overwrite a run without --resume
+    assert train_main(argv) == 2  # refuses to overwrite a run without --resume
     argv[argv.index("--steps") + 1] = "3"
-    assert T.train_main(argv + ["--resume"]) == 0
+    assert train_main(argv + ["--resume"]) == 0
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
-    assert T.train_main(["--task", "srgan-celeba", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x"),
+    assert train_main(["--task", "srgan-celeba", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x"),
                          "--profile", "smoke"]) == 2
 
 
@@ -156,7 +160,7 @@ def test_cli_nan_stops_and_keeps_checkpoint(tmp_path, roots, monkeypatch, capsys
 
     monkeypatch.setattr(D.DatasetStream, "next", poisoned)
     out = tmp_path / "nan"
-    rc = T.train_main(["--task", "srgan-celeba", "--objective", "gan+l2", "--data", str(roots["celeba"]), "--out", str(out),
+    rc = train_main(["--task", "srgan-celeba", "--objective", "gan+l2", "--data", str(roots["celeba"]), "--out", str(out),
                        "--profile", "smoke", "--steps", "4", "--no-progress"])
     assert rc == 1 and "became nan" in capsys.readouterr().out
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 1
@@ -196,9 +200,32 @@ def test_resume_after_sigkill_is_exact(tmp_path, roots):
 
 
 def test_bench_image(tmp_path, capsys):
-    assert T.bench_main(["--tasks", "srgan-celeba", "--profile", "smoke", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
+    assert bench_image_main(["--tasks", "srgan-celeba", "--profile", "smoke", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
     rows = json.loads((tmp_path / "b.json").read_text())
     assert [r["objective"] for r in rows] == ["gan+l2", "gan+mr2", "gan+pmr2"]
     assert rows[0]["ratio"] == 1.0 and all(r["ms"] > 0 and r["images_per_s"] > 0 for r in rows)
     assert rows[0]["batch"] == rows[1]["batch"] * rows[1]["k"]  # same number of generated images
     assert "vs base" in capsys.readouterr().out
+
+
+def test_a_new_task_is_one_entry(tmp_path, monkeypatch, capsys):
+    """Adding an image task of an existing family is one TASKS entry: train, evaluate, the notebooks' loader and
+    bench image all accept it with nothing else changed."""
+    from minilib.course import image_notebooks as ic
+    from minilib.experiments.evaluate import evaluate_main
+    from minilib.experiments.runs import load_run
+
+    spec = T.TaskSpec("pix2pix-tiny-maps", T.PIX2PIX, "maps", 4, 2, 3, 1, 1, "l1", 100.0, 10.0, 10.0,
+                      "Maps at K = 3 (a test task)", make_maps)
+    monkeypatch.setitem(T.TASKS, spec.name, spec)  # the only change
+    out = tmp_path / "run"
+    assert train_main(["--task", spec.name, "--objective", "gan+pmr2", "--out", str(out), "--profile", "smoke",
+                       "--steps", "2", "--no-progress", "--threads", "1"]) == 0
+    run = load_run(out)
+    assert run.spec is spec and run.objective.k == 3 and run.P is not None and run.step == 2
+    assert evaluate_main(["--run", str(out), "--metric", "pixel", "--num-inputs", "2"]) == 0
+    assert json.loads((out / "eval_mrgan_pixel.json").read_text())["task"] == spec.name
+    assert ic.course_objectives(spec.name)["baseline"] == "gan+l1"
+    capsys.readouterr()
+    assert bench_image_main(["--tasks", spec.name, "--repeats", "1", "--profile", "smoke"]) == 0
+    assert spec.name in capsys.readouterr().out

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from minilib.stacked import (NUM_MODES, StackedDigitStream, mode_stats, run_stacked, stacked_labels,
-                             true_label_distribution)
+from minilib.data.digits import StackedDigitStream
+from minilib.metrics.digits import NUM_MODES, stacked_mode_stats as mode_stats, stacked_labels, true_label_distribution
+from minilib.experiments.presgan_runs import run_stacked
 
 torch.set_num_threads(1)
 
@@ -66,7 +67,7 @@ def test_true_distribution_and_mode_stats():
 
 
 def test_real_stacked_data_covers_the_modes():
-    from minilib.digits import get_digit_classifier
+    from minilib.metrics.digits import get_digit_classifier
 
     s = StackedDigitStream(seed=0)
     images, _ = s.sample(5000)
@@ -75,7 +76,7 @@ def test_real_stacked_data_covers_the_modes():
 
 
 def test_real_stacked_stats_reference_row():
-    from minilib.stacked import real_stacked_stats
+    from minilib.experiments.presgan_runs import real_stacked_stats
 
     st = real_stacked_stats(4000, split="test", seed=1)
     # held-out digits: the classifier's errors cost a little KL, but nearly every mode is hit
@@ -85,7 +86,7 @@ def test_real_stacked_stats_reference_row():
 
 
 def test_stacked_grid_places_channels_as_colours():
-    from minilib.stacked import stacked_grid
+    from minilib.viz import stacked_grid
 
     images = -torch.ones(5, 3, 8, 8)
     images[3, 1] = 1.0  # image 3: second digit full on -> pure green tile
@@ -109,7 +110,7 @@ def test_run_stacked_smoke():
 
 
 def test_run_ring_smoke():
-    from minilib.stacked import run_ring
+    from minilib.experiments.presgan_runs import run_ring
 
     r = run_ring("presgan", steps=2, num_eval=100)
     assert r["samples"].shape == (100, 2) and 0 <= r["stats"]["modes"] <= r["coverage"]["modes"] <= 8
@@ -124,7 +125,7 @@ def test_run_ring_smoke():
 
 def test_run_rings_in_processes_equals_one_by_one():
     """Two worker processes give exactly the runs of the same specs trained here (seeded, single-threaded)."""
-    from minilib.stacked import run_ring, run_rings
+    from minilib.experiments.presgan_runs import run_ring, run_rings
 
     specs = [dict(method="gan", seed=1, steps=3, num_eval=50), dict(method="presgan", seed=2, steps=3, num_eval=50)]
     threads = torch.get_num_threads()
@@ -141,7 +142,7 @@ def test_run_rings_in_processes_equals_one_by_one():
 
 
 def test_digit_likelihoods_smoke():
-    from minilib.stacked import digit_likelihoods
+    from minilib.experiments.presgan_runs import digit_likelihoods
 
     out = digit_likelihoods(steps=2, vae_steps=2, encoder_steps=2, num_test=5, num_samples=(2, 4))
     assert set(out) == {"gan (λ=0)", "presgan", "vae"}

@@ -1,15 +1,11 @@
-"""PresGAN's experiments in miniature (notebook 06): stacked digits, the ring, and log-likelihoods on digits.
+"""PresGAN's experiments in miniature (notebooks 06 and 06b): stacked digits, the ring, log-likelihoods on digits.
 
-Stacked digits: StackedMNIST (Metz et al. 2017; PresGAN Section 5) on scikit-learn's 8x8 digits.
-
-Three digits drawn independently are stacked as the channels of one ``[3, 8, 8]`` image, so the data
-has 10^3 = 1,000 modes (one per label triple). A digit classifier (:func:`minilib.digits.get_digit_classifier`)
-labels each channel of a generated image; we count the modes covered and the KL divergence between the
-generated label distribution and the true one (PresGAN Table 1). :func:`run_stacked` trains a small
-DCGAN-style GAN, PresGAN, GAN+MS or GAN+MR with the shared :class:`minilib.train.Trainer`.
-:func:`run_ring` / :func:`run_rings` are PresGAN's Figure 1 (a GAN in a collapsing regime vs a PresGAN with the same
-settings; several runs in worker processes);
-:func:`digit_likelihoods` compares GAN (lambda = 0), PresGAN and a VAE with the same decoder (Table 4).
+* :func:`run_stacked` — StackedMNIST (Metz et al. 2017; PresGAN Section 5) on scikit-learn's 8x8 digits: a small
+  DCGAN-style GAN, PresGAN, GAN+MS or GAN+MR trained with the shared :class:`minilib.train.Trainer`, its modes
+  counted with :mod:`minilib.metrics.digits`.
+* :func:`run_ring` / :func:`run_rings` — PresGAN's Figure 1: a GAN in a collapsing regime vs a PresGAN with the
+  same settings (several runs in worker processes).
+* :func:`digit_likelihoods` — GAN (lambda = 0), PresGAN and a VAE with the same decoder (PresGAN Table 5).
 """
 from __future__ import annotations
 
@@ -20,94 +16,22 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .digits import get_digit_classifier, load_digits
-from .nets.small import DigitDiscriminator, DigitGenerator
-from .objectives import get_objective
-from .nets.small import GaussianEncoder
-from .presgan import NoisyGenerator, fit_encoder, log_likelihood, make_presgan_trainer
-from .toy import ToyDiscriminator, ToyGenerator, ToyStream, ring
-from .train import TrainConfig, Trainer
+from ..data.digits import StackedDigitStream, load_digits
+from ..data.toys import ToyStream, ring
+from ..metrics.digits import ModeStats, get_digit_classifier, stacked_labels, stacked_mode_stats, true_label_distribution
+from ..metrics.toy import mode_stats as toy_mode_stats
+from ..nets.digits import DigitDiscriminator, DigitGenerator
+from ..nets.mlp import GaussianEncoder, ToyDiscriminator, ToyGenerator
+from ..objectives import get_objective
+from ..presgan import NoisyGenerator, fit_encoder, log_likelihood, make_presgan_trainer
+from ..train import TrainConfig, Trainer
+from .parallel import map_in_processes
+from .toys import toy_adam
 
-__all__ = ["StackedDigitStream", "stacked_labels", "true_label_distribution", "mode_stats", "ModeStats",
-           "real_stacked_stats", "stacked_grid", "run_stacked", "StackedRun", "METHODS", "run_ring", "run_rings",
-           "RING_COVERAGE_RADIUS", "digit_likelihoods"]
+__all__ = ["real_stacked_stats", "METHODS", "StackedRun", "run_stacked", "run_ring", "run_rings", "RING_COVERAGE_RADIUS", "digit_likelihoods"]
 
-NUM_MODES = 1000
+
 METHODS = ("gan", "presgan", "gan+ms", "gan+mr")
-
-
-class StackedDigitStream:
-    """Unconditional training stream of stacked digits: ``next(B) -> (x [B, 0], y [B, channels, 8, 8])``.
-
-    Each channel is an independent uniform draw from the digits of ``split`` (``minilib.digits.load_digits``);
-    ``channels=3`` is stacked digits, ``channels=1`` plain digits. ``state_dict`` / ``load_state_dict`` make a
-    resumed run draw the same images.
-    """
-
-    def __init__(self, split: str = "train", seed: int = 0, channels: int = 3) -> None:
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (digits) or 3 (stacked digits), got {channels!r}")
-        self.images, self.labels = load_digits(split, seed=0)  # [N, 1, 8, 8], [N]
-        self.gen = torch.Generator().manual_seed(seed)
-        self.channels = channels
-
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(images [n, channels, 8, 8], labels [n, channels])``."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        idx = torch.randint(0, self.images.shape[0], (n, self.channels), generator=self.gen)
-        return self.images[idx, 0], self.labels[idx]  # [n, C, 8, 8], [n, C]
-
-    def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y, _ = self.sample(batch_size)
-        return torch.zeros(batch_size, 0), y
-
-    def state_dict(self) -> dict:
-        return {"gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.gen.set_state(state["gen"])
-
-
-@torch.no_grad()
-def stacked_labels(classifier: nn.Module, images: torch.Tensor, batch: int = 2048) -> torch.Tensor:
-    """Mode index ``100 d0 + 10 d1 + d2`` ``[N]`` of images ``[N, 3, 8, 8]`` (each channel classified alone)."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (3, 8, 8):
-        raise ValueError(f"images must have shape [N, 3, 8, 8], got {getattr(images, 'shape', type(images).__name__)}")
-    out = []
-    for chunk in images.split(batch):
-        digits = classifier(chunk.reshape(-1, 1, 8, 8)).argmax(1).reshape(-1, 3)  # [n, 3]
-        out.append(digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2])
-    return torch.cat(out)
-
-
-def true_label_distribution(labels: torch.Tensor) -> torch.Tensor:
-    """``[1000]`` the exact mode distribution of the stream: the outer product of the digit frequencies of ``labels``."""
-    freq = torch.bincount(labels, minlength=10).double()
-    freq = freq / freq.sum()
-    return (freq[:, None, None] * freq[None, :, None] * freq[None, None, :]).reshape(-1)
-
-
-@dataclass
-class ModeStats:
-    """``modes``: label triples with at least one sample; ``kl``: KL(generated || true) over the 1,000 modes (nats)."""
-
-    modes: int
-    kl: float
-    num_samples: int
-
-
-def mode_stats(labels: torch.Tensor, true_dist: torch.Tensor) -> ModeStats:
-    """Modes covered and KL(p_gen || p_true) (PresGAN Table 1 / Srivastava et al. 2017) from mode indices ``[N]``."""
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.numel() == 0:
-        raise ValueError("labels must be a non-empty 1-D tensor of mode indices")
-    if true_dist.shape != (NUM_MODES,) or not (true_dist > 0).all():
-        raise ValueError(f"true_dist must be a positive [{NUM_MODES}] distribution")
-    counts = torch.bincount(labels, minlength=NUM_MODES).double()
-    p = counts / counts.sum()
-    nz = p > 0
-    kl = (p[nz] * (p[nz] / true_dist[nz]).log()).sum().item()
-    return ModeStats(int(nz.sum()), kl, labels.numel())
 
 
 def real_stacked_stats(num_eval: int = 10000, split: str = "test", seed: int = 0) -> ModeStats:
@@ -120,28 +44,7 @@ def real_stacked_stats(num_eval: int = 10000, split: str = "test", seed: int = 0
         raise ValueError(f"num_eval must be a positive int, got {num_eval!r}")
     images, _ = StackedDigitStream(split, seed=seed).sample(num_eval)  # [N, 3, 8, 8]
     true = true_label_distribution(StackedDigitStream("train").labels)
-    return mode_stats(stacked_labels(get_digit_classifier(0), images), true)
-
-
-def stacked_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
-    """Tile stacked digits ``[N, 3, 8, 8]`` in [-1, 1] into one RGB picture ``[H, W, 3]`` in [0, 1] for ``imshow``.
-
-    Channel c (the c-th digit) is shown as colour c (red, green, blue); ``nrow`` images per row, ``pad`` pixels
-    of white between them.
-    """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape [N, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
-    if not isinstance(nrow, int) or nrow < 1 or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"nrow must be a positive int and pad a non-negative int, got {nrow!r}, {pad!r}")
-    n, _, h, w = images.shape
-    rows = -(-n // nrow)
-    out = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    tiles = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        top, left = pad + r * (h + pad), pad + c * (w + pad)
-        out[:, top:top + h, left:left + w] = tiles[i]
-    return out.permute(1, 2, 0)
+    return stacked_mode_stats(stacked_labels(get_digit_classifier(0), images), true)
 
 
 @dataclass
@@ -159,7 +62,7 @@ def run_stacked(method: str, steps: int = 1500, seed: int = 0, *, nz: int = 16, 
                 weight: float | None = None, num_eval: int = 10000, lr: float = 2e-4) -> StackedRun:
     """Train ``method`` in {"gan", "presgan", "gan+ms", "gan+mr"} on stacked digits and count its modes.
 
-    Shared settings: :class:`~minilib.nets.small.DigitGenerator` / ``DigitDiscriminator`` of ``width``, Adam
+    Shared settings: :class:`~minilib.nets.digits.DigitGenerator` / ``DigitDiscriminator`` of ``width``, Adam
     lr ``lr`` betas (0.5, 0.999), batch 64, 1:1 updates, non-saturating loss. ``weight`` is the method's
     lambda (defaults: MS 1, MR2 1 with K = 8, PresGAN entropy 0.01 per dimension sum, sigma in [0.01, 0.3]).
     Evaluates ``num_eval`` samples (PresGAN: the mean mu(z), which the paper shows as its sample).
@@ -167,8 +70,7 @@ def run_stacked(method: str, steps: int = 1500, seed: int = 0, *, nz: int = 16, 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     torch.manual_seed(seed)
-    cfg = TrainConfig(lr_g=lr, lr_d=lr, weight_decay=0.0, amsgrad=False, clip_value=None, batch_size=64,
-                      g_batch_size=64, seed=seed, progress=False, log_every=50)
+    cfg = _adam(lr, seed, 64)
     base = DigitGenerator(nz=nz, channels=3, ngf=width)
     D = DigitDiscriminator(channels=3, ndf=width)
     stream = StackedDigitStream("train", seed=seed)
@@ -196,14 +98,14 @@ def run_stacked(method: str, steps: int = 1500, seed: int = 0, *, nz: int = 16, 
         z = base.noise(num_eval, generator=gen)
         images = base(torch.zeros(num_eval, 0), z)
     classifier = get_digit_classifier(0)
-    stats = mode_stats(stacked_labels(classifier, images), true_label_distribution(stream.labels))
+    stats = stacked_mode_stats(stacked_labels(classifier, images), true_label_distribution(stream.labels))
     return StackedRun(method, stats, seconds, G, trainer.history)
 
 
 def _adam(lr: float, seed: int, batch: int, lr_d: float | None = None) -> TrainConfig:
-    """Plain Adam (no weight decay, AMSGrad or clipping) at ``lr`` for G and ``lr_d`` (default ``lr``) for D."""
-    return TrainConfig(lr_g=lr, lr_d=lr if lr_d is None else lr_d, weight_decay=0.0, amsgrad=False, clip_value=None,
-                       batch_size=batch, g_batch_size=batch, seed=seed, progress=False, log_every=50)
+    """The toys' plain Adam (:data:`~minilib.experiments.toys.TOY_ADAM`) at ``lr`` for G and ``lr_d`` (default ``lr``)
+    for D, batch ``batch`` for both."""
+    return toy_adam(lr_g=lr, lr_d=lr if lr_d is None else lr_d, batch_size=batch, g_batch_size=batch, seed=seed, log_every=50)
 
 
 _FAST_HMC = dict(burn_in=1, num_samples=1, num_leapfrog=3, step_size=0.05)
@@ -225,8 +127,6 @@ def run_ring(method: str, seed: int = 0, steps: int = 3000, *, entropy_weight: f
     Returns ``{"samples": mu(z) [num_eval, 2], "stats": mode_stats at the data's scale (3 x 0.02),
     "coverage": mode_stats at :data:`RING_COVERAGE_RADIUS`, "seconds", "sigma", "history"}``.
     """
-    from .metrics.toy import mode_stats as toy_mode_stats
-
     if method not in ("gan", "presgan"):
         raise ValueError(f"method must be 'gan' or 'presgan', got {method!r}")
     if not (isinstance(entropy_weight, (int, float)) and entropy_weight >= 0):
@@ -261,9 +161,7 @@ def _ring_from_spec(spec: dict) -> dict:
 
 def run_rings(specs: Sequence[dict], workers: int | None = None) -> list[dict]:
     """:func:`run_ring` for every spec (a dict of its keyword arguments, e.g. ``{"method": "gan", "seed": 1}``),
-    in ``workers`` processes (:func:`minilib.toy_experiments.map_in_processes`; 1 = here). Results in order."""
-    from .toy_experiments import map_in_processes
-
+    in ``workers`` processes (:func:`minilib.experiments.parallel.map_in_processes`; 1 = here). Results in order."""
     specs = [dict(s) for s in specs]
     for s in specs:
         if "method" not in s:
@@ -273,7 +171,7 @@ def run_rings(specs: Sequence[dict], workers: int | None = None) -> list[dict]:
 
 def digit_likelihoods(steps: int = 500, vae_steps: int = 1500, encoder_steps: int = 500, num_test: int = 100,
                       num_samples: Sequence[int] = (10, 100, 1000), entropy_weight: float = 0.01, seed: int = 0) -> dict:
-    """Test log-likelihood of GAN (lambda = 0), PresGAN and a VAE with the same decoder on 8x8 digits (PresGAN Table 4).
+    """Test log-likelihood of GAN (lambda = 0), PresGAN and a VAE with the same decoder on 8x8 digits (PresGAN Table 5).
 
     Decoder: ``NoisyGenerator(DigitGenerator(nz=8, ngf=16))`` with sigma in [0.01, 0.5]. The GANs are trained
     ``steps`` steps (Adam 1e-3, batch 64) and then get an encoder fitted by the ELBO at test time with the

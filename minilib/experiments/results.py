@@ -1,7 +1,7 @@
 """The papers' result tables as data, and ours beside them from the JSON that
 ``python -m minilib evaluate`` writes (notebook 11).
 
-Paper numbers are transcribed from the texts in ``shared/seeds`` (MR-GAN Table 1, MSGAN Table 3).
+Paper numbers are transcribed from the papers (MR-GAN Table 1, MSGAN Table 3).
 Name map: MR-GAN's MLMM = our proxy MR (``pmr``), MCMLE = MR (``mr``); "1" = first moment only,
 "1/2" = first and second (our order 2). A paper row that we did not run shows "not run"; a row
 the library cannot run (BicycleGAN, real-data reference) says so. Nothing is ever filled in by hand.

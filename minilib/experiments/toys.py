@@ -1,12 +1,13 @@
 """Toy experiments: train one objective on one toy with ``minilib.train.Trainer``, measure it exactly, cache it.
 
-``run_toy(dataset, objective, seed)`` builds the MLPs of :mod:`minilib.toy`, fits the predictor when the
-objective is proxy MR (``fit_predictor``, Eq. 4 / 5), trains with the shared loop, records animation
+``run_toy(dataset, objective, seed)`` builds the MLPs of :mod:`minilib.nets.mlp` for a toy of
+:mod:`minilib.data.toys`, fits the predictor when the objective is proxy MR (``fit_predictor``, Eq. 4 / 5), trains with the shared loop, records animation
 frames through the trainer's callback, and scores the generator with :mod:`minilib.metrics.toy`. Results
-are cached on disk (``$MINILIB_CACHE`` or ``~/.cache/minilib/toy``) under a hash of every setting, so a
+are cached on disk (``$MINILIB_CACHE/toy`` or ``~/.cache/minilib/toy``) under a hash of every setting, so a
 notebook re-run is instant; a cold run trains.
 
-Regimes (:data:`REGIMES`). The toys override MR-GAN's Appendix B optimiser (AMSGrad, lr 1e-4, weight
+Regimes (:data:`REGIMES`): a :class:`ToyRegime` holds the networks' sizes, K, steps and weights, and a
+:class:`~minilib.train.TrainConfig` (``regime.train``; :data:`TOY_ADAM` by default). The toys override MR-GAN's Appendix B optimiser (AMSGrad, lr 1e-4, weight
 decay 1e-4, clip 0.5 -- tuned for images and far too slow for a 2-D toy in a 3-minute notebook):
 
 * all toys: Adam lr 1e-3 for G and D, betas (0.5, 0.999), no weight decay, no AMSGrad, no clipping;
@@ -27,7 +28,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,41 +35,63 @@ from typing import Any, Sequence
 
 import torch
 
-from .metrics.toy import conditional_w1, mode_stats, std_ratio
-from .objectives import Objective, get_objective
-from .toy import MixtureToy, ToyDataset, ToyStream, make_dataset, make_models
-from .train import TrainConfig, Trainer, fit_predictor
+from ..checkpoints import atomic_save, cache_dir as _cache_root
+from ..data.toys import MixtureToy, ToyDataset, ToyStream, make_dataset
+from ..metrics.toy import conditional_w1, mode_stats, std_ratio
+from ..nets.mlp import make_models
+from ..objectives import Objective, get_objective
+from ..predictor import fit_predictor
+from ..train import TrainConfig, Trainer
+from .parallel import map_in_processes
 
-__all__ = ["ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "map_in_processes", "evaluate_toy", "sample_frame",
-           "predictor_moments", "cache_dir", "summary_table", "reproduce_main", "bench_main"]
+__all__ = ["TOY_ADAM", "toy_adam", "ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "evaluate_toy", "sample_frame",
+           "predictor_moments", "cache_dir", "summary_table", "MOMENT_PRESETS", "reproduce_main"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+TOY_ADAM = TrainConfig(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), weight_decay=0.0, amsgrad=False, clip_value=None,
+                       batch_size=32, g_batch_size=32, progress=False)
+"""The toys' optimiser preset: plain Adam lr 1e-3 (G and D), betas (0.5, 0.999), no weight decay, AMSGrad or
+clipping; D batch 32, G batch 32 inputs (x K samples). Use :func:`toy_adam` for a copy with changes."""
+
+
+def toy_adam(**changes: Any) -> TrainConfig:
+    """A copy of :data:`TOY_ADAM` with some fields changed (e.g. ``toy_adam(lr_d=3e-4, seed=1)``)."""
+    return dataclasses.replace(TOY_ADAM, **changes)
+
+
+_TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
 @dataclass(frozen=True)
 class ToyRegime:
-    """Networks, optimiser and weights of a toy run (see the module docstring for why each differs from Appendix B)."""
+    """Networks, K, length and weights of a toy run, and its optimiser settings ``train`` (a
+    :class:`~minilib.train.TrainConfig`; see the module docstring for why it differs from Appendix B).
 
+    ``moment_weight`` / ``rec_weight``: None keeps the preset's weight. :meth:`replace` accepts the fields of
+    both, e.g. ``regime.replace(z_dim=16, lr_d=3e-4)``."""
+
+    train: TrainConfig = field(default_factory=toy_adam)
     z_dim: int = 2
     hidden: int = 128
     layers: int = 2
     act: str = "relu"
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 0.0
-    amsgrad: bool = False
-    clip_value: float | None = None
-    batch_size: int = 32
-    g_batch_size: int = 32
     k: int = 8
     steps: int = 1000
-    moment_weight: float | None = None  # None: keep the preset's weight
+    moment_weight: float | None = None
     rec_weight: float | None = None
     predictor_steps: int = 400
     predictor_lr: float = 3e-3
 
     def replace(self, **changes: Any) -> "ToyRegime":
+        """A copy with fields changed; TrainConfig fields (``lr_g``, ``clip_value``, ...) go to ``train``."""
+        own = {f.name for f in dataclasses.fields(self)}
+        bad = set(changes) - own - _TRAIN_FIELDS
+        if bad:
+            raise ValueError(f"unknown regime overrides {sorted(bad)}; expected fields of ToyRegime or TrainConfig")
+        train = {k: changes.pop(k) for k in list(changes) if k in _TRAIN_FIELDS and k not in own}
+        if train:
+            changes["train"] = dataclasses.replace(changes.get("train", self.train), **train)
         return dataclasses.replace(self, **changes)
 
 
@@ -100,9 +122,8 @@ class ToyResult:
 
 
 def cache_dir() -> Path:
-    """``$MINILIB_CACHE/toy`` if set, else ``~/.cache/minilib/toy``."""
-    root = os.environ.get("MINILIB_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "minilib") / "toy"
+    """Where toy runs are cached: ``$MINILIB_CACHE/toy`` if set, else ``~/.cache/minilib/toy``."""
+    return _cache_root("toy")
 
 
 def _objective(objective: str | Objective, regime: ToyRegime) -> Objective:
@@ -203,7 +224,7 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
     """Train ``objective`` on ``dataset`` from ``seed`` and measure it (see the module docstring).
 
     Args:
-        dataset: a name of :data:`minilib.toy.DATASETS` or a dataset instance.
+        dataset: a name of :data:`minilib.data.toys.DATASETS` or a dataset instance.
         objective: a preset name (gets the regime's K and toy weights) or an ``Objective`` (used as is).
         steps: training steps (default: the regime's). ``regime``: default :data:`REGIMES` [name]; ``overrides``
             replace its fields (e.g. ``z_dim=2``).
@@ -217,9 +238,6 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
         raise TypeError(f"dataset must be a dataset name or a ToyDataset, got {type(dataset).__name__}")
     regime = regime or REGIMES.get(ds.name, ToyRegime())
     if overrides:
-        bad = set(overrides) - {f.name for f in dataclasses.fields(ToyRegime)}
-        if bad:
-            raise ValueError(f"unknown regime overrides {sorted(bad)}; expected fields of ToyRegime")
         regime = regime.replace(**overrides)
     if steps is not None:
         regime = regime.replace(steps=steps)
@@ -243,9 +261,7 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
         torch.set_num_threads(threads)
     try:
         t0 = time.perf_counter()
-        cfg = TrainConfig(lr_g=regime.lr_g, lr_d=regime.lr_d, betas=regime.betas, weight_decay=regime.weight_decay,
-                          amsgrad=regime.amsgrad, clip_value=regime.clip_value, batch_size=regime.batch_size,
-                          g_batch_size=regime.g_batch_size, seed=seed, progress=False, log_every=max(regime.steps // 100, 1))
+        cfg = dataclasses.replace(regime.train, seed=seed, progress=False, log_every=max(regime.steps // 100, 1))
         if obj.needs_predictor:
             fit_predictor(P, ToyStream(ds, 10_000 + seed), ToyStream(ds, 20_000 + seed), dist=obj.moment_dist,
                           steps=regime.predictor_steps, batch_size=128, lr=regime.predictor_lr, config=cfg, patience=None)
@@ -265,35 +281,9 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
         torch.set_num_threads(old_threads)
     G.eval()
     if cache:
-        from .train import atomic_save
-
         atomic_save({"G": G.state_dict(), "P": P.state_dict() if P is not None else None, "history": trainer.history,
                      "metrics": metrics, "frames": shots, "seconds": seconds}, path)
     return ToyResult(ds, obj, seed, regime, G, P, trainer.history, metrics, shots, seconds)
-
-
-def _single_threaded(fn: Any, item: Any) -> Any:
-    torch.set_num_threads(1)
-    return fn(item)
-
-
-def map_in_processes(fn: Any, items: Sequence[Any], workers: int | None = None) -> list[Any]:
-    """``[fn(item) for item in items]``, computed in ``workers`` spawned processes with one torch thread each
-    (default ``min(2, cpu count)``); with one worker or one item, here. ``fn`` must be a module-level function.
-
-    The toy MLPs are too small to use several threads well, so separate runs on separate cores is the way to use a
-    2-core machine (about 2x faster notebooks).
-    """
-    items = list(items)
-    workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
-    if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    import functools
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(functools.partial(_single_threaded, fn), items))
 
 
 def _run_spec(spec: dict) -> float:
@@ -373,7 +363,7 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .viz import plot_toy
+    from ..viz import plot_toy
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,44 +388,4 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
         plt.close(fig)
     (out / "tables.md").write_text("\n".join(md))
     print(f"figures and tables.md written to {out}")
-    return 0
-
-
-def bench_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m minilib bench toy``: time of a training step of each objective relative to a plain GAN step on the
-    same B·K generator samples, measured interleaved in one run; steps per second."""
-    ap = argparse.ArgumentParser(prog="python -m minilib bench toy", description=bench_main.__doc__)
-    ap.add_argument("--dataset", default="y-shape")
-    ap.add_argument("--objectives", default="gan+l2,gan+mr1,gan+mr2,gan+pmr1,gan+pmr2,gan+mr2-laplace,gan+pmr2-laplace")
-    ap.add_argument("--steps", type=int, default=100, help="steps per timing round")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ds = make_dataset(args.dataset)
-    regime = REGIMES.get(ds.name, ToyRegime())
-    names = ["gan"] + [n for n in args.objectives.split(",") if n and n != "gan"]
-    trainers, streams = {}, {}
-    for name in names:
-        obj = _objective(name, regime)
-        G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=0)
-        cfg = TrainConfig(lr_g=regime.lr_g, lr_d=regime.lr_d, weight_decay=0.0, amsgrad=False, clip_value=None,
-                          batch_size=regime.batch_size, g_batch_size=regime.g_batch_size, progress=False)
-        trainers[name] = Trainer(G, D if obj.uses_discriminator else None, obj, cfg, P=P if obj.needs_predictor else None)
-        streams[name] = ToyStream(ds, 0)
-        trainers[name].fit(streams[name], 5)  # warm-up
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(args.rounds):
-        for name in names:
-            tr = trainers[name]
-            t0 = time.perf_counter()
-            tr.fit(streams[name], tr.step + args.steps)
-            times[name].append((time.perf_counter() - t0) / args.steps)
-    med = {n: float(torch.tensor(v).median()) for n, v in times.items()}
-    bk = regime.g_batch_size * regime.k
-    print(f"toy step (D + G update) on {ds.name}, G batch {regime.g_batch_size} x K={regime.k} = {bk} samples, "
-          f"{args.rounds} interleaved rounds of {args.steps} steps, {args.threads} thread(s)\n")
-    print("| objective | ms / step | steps / s | relative to GAN |\n|---|---|---|---|")
-    for name in names:
-        print(f"| {name} | {1e3 * med[name]:.2f} | {1 / med[name]:.0f} | {med[name] / med['gan']:.2f}x |")
     return 0

@@ -1,0 +1,168 @@
+"""``python -m minilib train``: train an image task of :mod:`minilib.experiments.image_tasks` into a run folder
+(:mod:`minilib.experiments.runs`): fit the predictor for proxy MR, train with checkpoints, sample grids and
+history; ``--resume`` continues exactly where a run stopped. ``python -m minilib train --help`` explains it."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..checkpoints import atomic_save, load_checkpoint
+from ..data.images import DataError, DatasetStream
+from ..objectives import preset_names
+from ..predictor import fit_predictor
+from ..train import Trainer, TrainingDiverged
+from .distributed import barrier, cleanup, init_from_env
+from .image_tasks import TASKS, TaskSpec, build, choose_profile, sample_grid, task_objective
+from .runs import RunFolder
+
+__all__ = ["train_main"]
+
+
+def _fixture(spec: TaskSpec, run: RunFolder) -> Path:
+    """The run's own tiny dataset in the real layout (smoke runs without ``--data``), generated once."""
+    root = run.fixture(spec.dataset)
+    if not root.exists():
+        if spec.fixture is None:
+            raise ValueError(f"task {spec.name!r} has no fixture: pass --data")
+        spec.fixture(root)
+    return root
+
+
+# ------------------------------------------------------------------------------------------- train
+_EPILOG = """examples:
+  # a 1-minute CPU try-out on generated fixture images (no download needed):
+  python -m minilib train --task srgan-celeba --objective gan+pmr2 --out runs/try --profile smoke
+  # the paper's Pix2Pix run on a GPU, after `python -m minilib prepare cityscapes --src ... --dst data/cityscapes`:
+  python -m minilib train --task pix2pix-cityscapes --objective gan+pmr2 --data data/cityscapes --out runs/p2p-pmr2
+  # continue it after an interruption (same command plus --resume):
+  python -m minilib train --task pix2pix-cityscapes --objective gan+pmr2 --data data/cityscapes --out runs/p2p-pmr2 --resume
+  # several GPUs: torchrun --nproc_per_node 4 -m minilib train ...
+
+objectives: baseline = gan+l1 (Pix2Pix) or gan+l2 (SRGAN, GLCIC); MR = gan+mr1 / gan+mr2; proxy MR = gan+pmr1 /
+gan+pmr2 (a predictor is trained first, to its lowest validation loss); add "-laplace" for the Laplace variants.
+Weights and K come from the task (MR-GAN Appendix B). The output folder gets: checkpoint.pt (resumable), predictor.pt (proxy MR), history.json,
+run.json (settings) and samples/step_NNNNNN.png (rows: input | truth | predicted mean | predicted dispersion |
+sample mean | sample variance | samples). Datasets: see data/README.md."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m minilib train", epilog=_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Train a conditional GAN of the MR-GAN paper on images.\n\ntasks:\n"
+                                            + "\n".join(f"  {n:<20}{t.about}" for n, t in TASKS.items()))
+    p.add_argument("--task", required=True, choices=list(TASKS), help="which experiment")
+    p.add_argument("--objective", default="gan+pmr2", choices=preset_names(), metavar="NAME",
+                   help="loss preset (default gan+pmr2); see minilib.objectives.preset_names()")
+    p.add_argument("--data", default=None, help="dataset folder (layout: data/README.md). Optional with --profile "
+                   "smoke: tiny fixture images are generated in OUT/fixture")
+    p.add_argument("--out", required=True, help="run folder for checkpoints, samples and history")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--profile", choices=("smoke", "full"), default=None,
+                   help="full = the paper's networks and batches (GPU); smoke = tiny networks at low resolution "
+                        "(CPU, seconds). Default: $MINILIB_PROFILE, else full with CUDA and --data, else smoke")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--steps", type=int, default=None, help="total training rounds (one round = the task's D and G "
+                   "updates); default 100000 full, 4 smoke")
+    p.add_argument("--predictor-steps", type=int, default=None, help="max predictor steps for proxy MR "
+                   "(default 20000 full, 4 smoke; early stop on validation loss)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="rounds between checkpoints (default 500 full, 1 smoke)")
+    p.add_argument("--sample-every", type=int, default=None, help="rounds between sample grids (default 1000; smoke: at the end)")
+    p.add_argument("--k", type=int, default=None, help="override the task's samples per input K")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m minilib train ...``: build the task, fit the predictor for proxy MR, train, checkpoint,
+    write sample grids and history; ``--resume`` continues exactly. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = _parser().parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    info = init_from_env(device)
+    say = (lambda *m: print(*m, flush=True)) if info.is_main else (lambda *m: None)
+    profile = a.profile
+    if profile is None:
+        profile, why = choose_profile(a.data if a.data else None, info.device)
+        say(f"profile: {profile} ({why})")
+    spec, out = TASKS[a.task], Path(a.out)
+    run = RunFolder(out)
+    full = profile == "full"
+    steps = a.steps if a.steps is not None else (100_000 if full else 4)
+    ckpt = run.checkpoint
+    if ckpt.exists() and not a.resume:
+        say(f"error: {out} already holds a run; pass --resume to continue it or choose another --out")
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    if a.data is None:
+        if full:
+            say(f"error: --data is required with --profile full (the {spec.dataset} folder; see data/README.md)")
+            return 2
+        if info.is_main:
+            _fixture(spec, run)
+        barrier()
+    root = Path(a.data) if a.data else run.fixture(spec.dataset)
+    objective = task_objective(spec, a.objective, **({"k": a.k} if a.k else {}))
+    try:
+        b = build(spec, root, profile, info.device, a.seed, objective, progress=not a.no_progress)
+    except DataError as e:
+        say(f"error: {e}")
+        return 2
+    stream = DatasetStream(b.train, a.seed, rank=info.rank, world_size=info.world_size, workers=4 if full else 0)
+    if info.is_main:
+        run.write_settings(argv=argv, data=Path(a.data) if a.data else None, spec=spec, profile=profile,
+                           objective=objective, config=b.config, steps=steps)
+    P = None
+    if objective.needs_predictor:
+        P, ppath = b.P, run.predictor
+        if not ppath.exists():  # every rank fits (no long barrier under DDP); rank 0's weights are used
+            say(f"training the predictor ({objective.moment_dist} MLE) to its lowest validation loss ...")
+            res = fit_predictor(P, DatasetStream(b.train, a.seed + 1), DatasetStream(b.val, a.seed + 2, shuffle=False),
+                                dist=objective.moment_dist, steps=a.predictor_steps or (20_000 if full else 4),
+                                batch_size=b.config.batch_size, val_every=500 if full else 2, config=b.config,
+                                progress=not a.no_progress)
+            if info.is_main:
+                atomic_save({"P": P.state_dict(), "best_val": res["best_val"], "best_step": res["best_step"]}, ppath)
+            say(f"predictor: best validation NLL {res['best_val']:.4f} at step {res['best_step']}")
+        barrier()
+        P.load_state_dict(load_checkpoint(ppath, info.device)["P"])
+    trainer = Trainer(b.G, b.D if objective.uses_discriminator else None, objective, b.config, P=P)
+    if a.resume and ckpt.exists():
+        trainer.load(ckpt, stream)
+        say(f"resumed from {ckpt} at step {trainer.step}")
+    run.samples.mkdir(exist_ok=True)
+    vx, vy = DatasetStream(b.val, a.seed + 3, shuffle=False).next(min(4, len(b.val)))
+    vx = vx.to(trainer.device)
+
+    def snapshot(t: Trainer) -> None:
+        if not info.is_main:
+            return
+        from torchvision.utils import save_image
+
+        grid = sample_grid(t.G_core, vx, vy, objective.k, b.to_image, t.P,
+                           generator=torch.Generator(t.device).manual_seed(a.seed))
+        save_image(grid, run.samples / f"step_{t.step:06d}.png")
+        run.write_history(t.history)
+
+    every = a.sample_every or (1000 if full else steps)
+    try:
+        trainer.fit(stream, steps, callback=snapshot, callback_every=every, checkpoint=ckpt,
+                    checkpoint_every=a.checkpoint_every or (500 if full else 1))
+    except TrainingDiverged as e:
+        say(f"error: {e}\nlast good checkpoint: {ckpt if ckpt.exists() else 'none yet'}")
+        return 1
+    finally:
+        cleanup()
+    if info.is_main:
+        run.write_history(trainer.history)
+        if trainer.step % every:
+            snapshot(trainer)
+    say(f"done: {trainer.step} rounds of {objective.describe()}; outputs in {out}")
+    return 0
