@@ -150,6 +150,101 @@ def test_gradient_does_not_touch_module_parameters():
     assert lin.weight.grad is None and res.samples.shape == (2, 4, 2)
 
 
+def _reference_sample(log_prob, init, *, num_samples, burn_in, step_size, num_leapfrog, target_accept=0.67,
+                      adapt=True, generator=None):
+    """The textbook sampler: every trajectory recomputes the gradient at its start (num_leapfrog + 1 calls)."""
+
+    def lp_grad(z):
+        with torch.enable_grad():
+            zz = z.detach().requires_grad_(True)
+            lp = log_prob(zz)
+            (g,) = torch.autograd.grad(lp.sum(), zz)
+        return lp.detach(), g
+
+    c = init.shape[0]
+    eps = torch.full((c,), float(step_size), dtype=init.dtype)
+    log_eps = eps.log()
+    z = init.clone()
+    lp, _ = lp_grad(z)
+    draws = []
+    for it in range(burn_in + num_samples):
+        p0 = torch.randn(z.shape, dtype=z.dtype, generator=generator)
+        e = eps.reshape(-1, *([1] * (z.dim() - 1)))
+        _, g = lp_grad(z)
+        zn, pn = z, p0 + 0.5 * e * g
+        for i in range(num_leapfrog):
+            zn = zn + e * pn
+            lpn, g = lp_grad(zn)
+            pn = pn + (e if i < num_leapfrog - 1 else 0.5 * e) * g
+        log_ratio = (-lp + 0.5 * p0.reshape(c, -1).pow(2).sum(1)) - (-lpn + 0.5 * pn.reshape(c, -1).pow(2).sum(1))
+        log_ratio = torch.where(torch.isfinite(log_ratio), log_ratio, torch.full_like(log_ratio, -math.inf))
+        accept_prob = log_ratio.clamp(max=0.0).exp()
+        acc = torch.rand(c, dtype=z.dtype, generator=generator) < accept_prob
+        z = torch.where(acc.reshape(-1, *([1] * (z.dim() - 1))), zn, z)
+        lp = torch.where(acc, lpn, lp)
+        if it < burn_in:
+            if adapt:
+                log_eps = log_eps + 2.0 * (it + 1) ** -0.6 * (accept_prob - target_accept)
+                eps = log_eps.exp()
+        else:
+            draws.append(z.clone())
+    return torch.stack(draws), eps
+
+
+def _mlp_log_prob(seed=0):
+    """A non-Gaussian posterior through a small tanh network (float64), [C, 2, 3] events."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)).double()
+    y = torch.randn(4, dtype=torch.float64)
+
+    def log_prob(z):
+        return -0.5 * z.reshape(z.shape[0], -1).pow(2).sum(1) - 2.0 * (net(z.reshape(z.shape[0], -1)) - y).pow(2).sum(1)
+
+    return log_prob
+
+
+@pytest.mark.parametrize("reuse_grad", [True, False])
+def test_reusing_the_gradient_gives_the_same_chains_as_the_reference(reuse_grad):
+    log_prob = _mlp_log_prob()
+    init = torch.randn(32, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    kw = dict(num_samples=15, burn_in=10, step_size=0.3, num_leapfrog=4)
+    ref, ref_eps = _reference_sample(log_prob, init, generator=torch.Generator().manual_seed(8), **kw)
+    res = hmc.sample(log_prob, init, generator=torch.Generator().manual_seed(8), reuse_grad=reuse_grad, **kw)
+    assert torch.equal(res.samples, ref) and torch.equal(res.step_size, ref_eps)
+    assert 0.05 < res.accept_rate.mean() < 0.99  # both accepts and rejects happened, so torch.where was exercised
+    assert torch.equal(res.log_prob, log_prob(ref.reshape(-1, 2, 3)).reshape(15, 32))
+
+
+def test_sample_calls_log_prob_num_leapfrog_times_per_iteration():
+    calls = []
+    base = _mlp_log_prob()
+
+    def log_prob(z):
+        calls.append(z.shape[0])
+        return base(z)
+
+    init = torch.zeros(8, 2, 3, dtype=torch.float64)
+    for reuse, per_iter in ((True, 3), (False, 4)):
+        calls.clear()
+        hmc.sample(log_prob, init, num_samples=5, burn_in=2, step_size=0.1, num_leapfrog=3, reuse_grad=reuse,
+                   generator=torch.Generator().manual_seed(0))
+        assert len(calls) == 7 * per_iter + 1 and set(calls) == {8}  # one batched call each, + 1 at init
+
+
+def test_leapfrog_with_a_known_start_gradient():
+    log_prob, _, _ = _linear_gaussian()
+    g = torch.Generator().manual_seed(9)
+    z0 = torch.randn(16, 3, dtype=torch.float64, generator=g)
+    p0 = torch.randn(16, 3, dtype=torch.float64, generator=g)
+    _, g0 = hmc.log_prob_and_grad(log_prob, z0)
+    a = hmc.leapfrog(log_prob, z0, p0, 0.05, 6)
+    b = hmc.leapfrog(log_prob, z0, p0, 0.05, 6, grad=g0)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert torch.equal(b[3], hmc.log_prob_and_grad(log_prob, b[0])[1])  # the end gradient is at the end point
+    with pytest.raises(ValueError, match="shape"):
+        hmc.leapfrog(log_prob, z0, p0, 0.05, 6, grad=g0[:3])
+
+
 @pytest.mark.parametrize(
     "kwargs,err",
     [
