@@ -178,9 +178,10 @@ def test_entropy_ascent_raises_entropy_and_presgan_step_runs():
 
 
 def test_bench_main_prints_table(capsys):
-    assert bench_main(["--chains", "8", "--draws", "2", "--leapfrog", "2", "--steps", "1"]) == 0
+    assert bench_main(["--chains", "8", "--draws", "2", "--leapfrog", "2", "--steps", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "HMC chains x draws / s" in out and "PresGAN / GAN" in out
+    assert "HMC chains x draws / s, gradient recomputed" in out and "HMC chains x draws / s, gradient reused" in out
+    assert "HMC reused / recomputed" in out and "PresGAN / GAN" in out
 
 
 class _DigitStream:
