@@ -10,7 +10,8 @@ matching ``update_*`` function changes only the data of those artists (``set_off
   ``p(y | x)`` as a background image (the MR-GAN project page's Y-shape pictures).
 * :func:`plot_hist_1d` / :func:`update_hist_1d` -- a histogram of 1-D samples over the true density.
 * :func:`plot_toy` / :func:`update_toy` -- whichever of the three fits the dataset.
-* :func:`plot_losses`, :func:`plot_moments`, :func:`animate` (at most ``max_frames`` frames).
+* :func:`plot_losses`, :func:`plot_moments`, :func:`animate` / :func:`animate_panels` (at most ``max_frames`` frames,
+  at least 800 px wide with legible fonts); embed them with :func:`minilib.video.animation_html` (re-exported here).
 * :func:`stacked_grid` -- stacked digits tiled into one RGB picture (notebook 06b).
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Circle
 
 from .data.toys import MixtureToy, ToyDataset
+from .video import MAX_VIDEO_BYTES, animation_html, ffmpeg_exe, offline_jshtml, save_video  # noqa: F401 - re-exported
 
 __all__ = [
     "frame_indices",
@@ -41,6 +43,10 @@ __all__ = [
     "animate",
     "animate_panels",
     "stacked_grid",
+    "animation_html",
+    "save_video",
+    "ffmpeg_exe",
+    "offline_jshtml",
 ]
 
 Artists = dict[str, Any]
@@ -255,16 +261,36 @@ def plot_moments(ax: Axes, xs: Any, center: Any, spread: Any, dataset: ToyDatase
 
 
 # --------------------------------------------------------------------------------------------- animation
+MIN_ANIM_WIDTH_PX = 800  # animations are drawn at least this wide, with fonts of at least ANIM_FONT_PT
+
+
+ANIM_FONT_PT = 10.0
+
+
+def _legible(fig: plt.Figure) -> None:
+    """Tick labels, axis labels and titles of every axes at readable sizes (>= ANIM_FONT_PT)."""
+    for ax in fig.axes:
+        ax.tick_params(labelsize=ANIM_FONT_PT)
+        ax.xaxis.label.set_fontsize(ANIM_FONT_PT + 1)
+        ax.yaxis.label.set_fontsize(ANIM_FONT_PT + 1)
+        ax.title.set_fontsize(ANIM_FONT_PT + 2)
+
+
 def animate(frames: Sequence[dict], dataset: ToyDataset, max_frames: int = 60, interval: int = 120,
-            figsize: tuple[float, float] = (3.6, 3.4), dpi: int = 70, title: str = "") -> FuncAnimation:
+            figsize: tuple[float, float] = (6.4, 5.6), dpi: int = 125, title: str = "") -> FuncAnimation:
     """A training animation from ``frames`` (dicts with ``"step"``, ``"x" [N, x_dim]``, ``"y" [N, y_dim]``), keeping at
-    most ``max_frames`` of them (:func:`frame_indices`). Embed with ``anim.to_jshtml()``; the figure is closed."""
+    most ``max_frames`` of them (:func:`frame_indices`). The figure is at least 800 px wide (the width is raised if
+    ``figsize * dpi`` is smaller) with fonts of 10 pt or more, and is closed. Embed with :func:`animation_html`."""
     if not frames:
         raise ValueError("frames must be a non-empty sequence of {'step', 'x', 'y'} dicts")
     keep = [frames[i] for i in frame_indices(len(frames), max_frames)]
-    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    w, h = figsize
+    if w * dpi < MIN_ANIM_WIDTH_PX:
+        w, h = MIN_ANIM_WIDTH_PX / dpi, h * MIN_ANIM_WIDTH_PX / (w * dpi)
+    fig, ax = plt.subplots(figsize=(w, h), dpi=dpi)
     f0 = keep[0]
     art = plot_toy(ax, dataset, f0["x"], f0["y"], title=f"{title} step {int(f0['step'])}")
+    _legible(fig)
     fig.tight_layout()
 
     def draw(i: int) -> list:
@@ -278,18 +304,21 @@ def animate(frames: Sequence[dict], dataset: ToyDataset, max_frames: int = 60, i
 
 
 def animate_panels(panels: dict[str, Sequence[dict]], dataset: ToyDataset, max_frames: int = 60, interval: int = 150,
-                   panel_size: float = 2.6, dpi: int = 60) -> FuncAnimation:
+                   panel_size: float = 3.2, dpi: int = 100) -> FuncAnimation:
     """Several runs side by side in one animation: ``panels`` maps a title to that run's frames (as in :func:`animate`,
-    same length). At most ``max_frames`` frames are kept; the figure is closed. Embed with ``anim.to_jshtml()``."""
+    same length). At most ``max_frames`` frames are kept; panels grow so the figure is at least 800 px wide; fonts are
+    10 pt or more; the figure is closed. Embed with :func:`animation_html`."""
     if not panels or not all(len(f) for f in panels.values()):
         raise ValueError("panels must map titles to non-empty frame lists")
     n = min(len(f) for f in panels.values())
     keep = frame_indices(n, max_frames)
-    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size * len(panels), panel_size), dpi=dpi, squeeze=False)
+    size = max(panel_size, MIN_ANIM_WIDTH_PX / dpi / len(panels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), dpi=dpi, squeeze=False)
     arts = []
     for ax, (title, frames) in zip(axes[0], panels.items()):
         f = frames[keep[0]]
         arts.append((title, frames, plot_toy(ax, dataset, f["x"], f["y"], title=f"{title}: step {int(f['step'])}")))
+    _legible(fig)
     fig.tight_layout()
 
     def draw(i: int) -> list:

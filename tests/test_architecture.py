@@ -1,7 +1,7 @@
 """The rules of the floors (ARCHITECTURE.md), checked on the source: imports point one way, no cycles, small modules.
 
 Floors, bottom to top: core (losses, objectives, hmc, train, presgan, predictor, checkpoints, errors) <- parts (nets,
-data, metrics, viz) <- experiments <- app / course. A module imports from its own floor or below, function-level
+data, metrics, viz, video) <- experiments <- app / course. A module imports from its own floor or below, function-level
 imports included; app and course do not import each other; ``__main__`` only dispatches by name.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _room(module: str) -> str:
     top = parts[1]
     if top in CORE:
         return "core"
-    if top in ("nets", "data", "metrics", "viz"):
+    if top in ("nets", "data", "metrics", "viz", "video"):
         return "parts"
     if top in ("experiments", "app", "course"):
         return top

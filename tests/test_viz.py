@@ -94,9 +94,96 @@ def test_animate_panels_moves_every_panel():
     frames = [{"step": i, "x": torch.zeros(10, 0), "y": torch.full((10, 2), float(i))} for i in range(5)]
     anim = viz.animate_panels({"a": frames, "b": frames}, ds, max_frames=3)
     anim._func(2)  # draw the last kept frame (index 4 of 5)
+    anim._draw_was_started = True  # drawn by hand: no "deleted without rendering" warning
     fig = anim._fig
     offsets = [ax.collections[-1].get_offsets() for ax in fig.axes]
     assert all(np.allclose(o, 4.0) for o in offsets)
     assert fig.axes[1].get_title() == "b: step 4"
     with pytest.raises(ValueError, match="panels"):
         viz.animate_panels({}, ds)
+
+
+# --------------------------------------------------------------------------------------------- readable, offline video
+def _y_frames(n_frames, n=600, seed=0):
+    """Random points every frame: the hardest case for the video encoder (nothing stays put)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, generator=g) * 2 - 1
+    return [{"step": 100 * t, "x": x, "y": torch.randn(n, 1, generator=g) * 0.6} for t in range(n_frames)]
+
+
+def _texts(fig):
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+
+
+@pytest.mark.parametrize("n_panels", [1, 2, 4])
+def test_animations_are_drawn_wide_with_legible_fonts(n_panels):
+    ds = YShape()
+    frames = _y_frames(3, n=20)
+    anims = [viz.animate_panels({f"run {i}": frames for i in range(n_panels)}, ds, max_frames=3)]
+    if n_panels == 1:
+        anims.append(viz.animate(frames, ds, max_frames=3, title="gan"))
+        anims.append(viz.animate(frames, ds, figsize=(3, 3), dpi=100))  # a small request is widened
+    for anim in anims:
+        fig = anim._fig
+        assert fig.dpi >= 100 and fig.get_figwidth() * fig.dpi >= 800 - 1e-6
+        texts = _texts(fig)
+        assert texts and min(t.get_fontsize() for t in texts) >= 9, sorted({t.get_fontsize() for t in texts})
+        anim._draw_was_started = True  # inspected, never played: no "deleted without rendering" warning
+
+
+def test_animation_html_embeds_a_small_h264_video(tmp_path):
+    """Notebook 02's biggest animation (4 panels, 31 frames, 600 points) as a <video>, under 600 KB."""
+    import base64
+    import re
+
+    if viz.ffmpeg_exe() is None:
+        pytest.skip("imageio-ffmpeg is not installed")
+    anim = viz.animate_panels({o: _y_frames(31) for o in ("gan", "l2", "gan+l2", "gan+mr2")}, YShape(), max_frames=31)
+    html = viz.animation_html(anim)
+    assert html.startswith("<video") and "<script" not in html
+    for attr in ("controls", "autoplay", "loop", "muted", "playsinline"):
+        assert re.search(rf"<video[^>]*\b{attr}\b", html), attr
+    assert int(re.search(r'width="(\d+)"', html).group(1)) >= 800
+    mp4 = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", html).group(1))
+    print(f"4-panel animation: {len(mp4)} bytes of MP4")
+    assert mp4[4:8] == b"ftyp" and b"avc1" in mp4  # an MP4 with H.264 video
+    assert len(mp4) <= viz.MAX_VIDEO_BYTES == 600_000
+
+
+def test_save_video_and_size_cap(tmp_path):
+    if viz.ffmpeg_exe() is None:
+        pytest.skip("imageio-ffmpeg is not installed")
+    anim = viz.animate(_y_frames(4, n=200), YShape(), max_frames=4)
+    path = viz.save_video(anim, tmp_path / "a.mp4", fps=4)
+    data = path.read_bytes()
+    assert data[4:8] == b"ftyp" and b"avc1" in data
+    # a cap that cannot be met raises the CRF step by step, then warns
+    with pytest.warns(UserWarning, match="max_bytes"):
+        small = viz.save_video(anim, tmp_path / "b.mp4", fps=4, max_bytes=100)
+    assert small.stat().st_size < len(data)
+    with pytest.raises(ValueError, match="fps"):
+        viz.save_video(anim, tmp_path / "c.mp4", fps=0)
+
+
+def test_animation_html_falls_back_to_jshtml_without_ffmpeg(monkeypatch):
+    import sys
+
+    anim = viz.animate(_y_frames(3, n=20), YShape(), max_frames=3)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # "pip uninstall imageio-ffmpeg"
+    assert viz.ffmpeg_exe() is None
+    html = viz.animation_html(anim)
+    assert "<video" not in html and "<script" in html and html.count("frames[") >= 3
+    assert "https://" not in html and "font-awesome" not in html and ".fa-play:before" in html  # plays offline
+    monkeypatch.delitem(sys.modules, "imageio_ffmpeg")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+    def no_binary():
+        raise RuntimeError("No ffmpeg exe could be found")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)  # the package without a binary
+    assert viz.ffmpeg_exe() is None and "<video" not in viz.animation_html(anim)
+    with pytest.raises(RuntimeError, match="imageio-ffmpeg"):
+        viz.save_video(anim, "never.mp4")
