@@ -200,8 +200,32 @@ def test_app_run_pause_step_reset_export(tmp_path):
 
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames >= 3
+        gif_frames = im.n_frames
+    _check_mp4_export(app, tmp_path, gif_frames)
     app.reset()
     assert app.trainer.step == 0 and app.state == "idle" and app.snapshots and len(app.snapshots) == 1
+
+
+def _check_mp4_export(app, tmp_path, n_frames):
+    """``export("*.mp4")`` writes H.264 with imageio-ffmpeg (same frames as the GIF); other suffixes are refused."""
+    import sys
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    mp4 = app.export(tmp_path / "run.mp4")
+    data = open(mp4, "rb").read()
+    assert data[4:8] == b"ftyp" and b"avc1" in data and len(data) < 600_000
+    assert imageio_ffmpeg.count_frames_and_secs(mp4)[0] == n_frames
+    w, h = app.view.canvas.get_width_height()
+    meta = next(imageio_ffmpeg.read_frames(mp4))  # the first yield is the stream's metadata
+    assert meta["size"] == (w + w % 2, h + h % 2)  # odd sides are padded for yuv420p
+    assert app.export(tmp_path / "run.avi") is None and "must end in .mp4 or .gif" in html.unescape(app.status.value)
+    old = sys.modules.pop("imageio_ffmpeg")
+    sys.modules["imageio_ffmpeg"] = None  # without the package: a message, no traceback, no file
+    try:
+        assert app.export(tmp_path / "none.mp4") is None and "imageio-ffmpeg" in html.unescape(app.status.value)
+    finally:
+        sys.modules["imageio_ffmpeg"] = old
+    assert not (tmp_path / "none.mp4").exists()
 
 
 def test_app_controls_rebuild_objectives_and_bad_settings_give_messages():

@@ -5,12 +5,13 @@ them at once with :class:`minilib.app.engine.MultiTrainer` in a background threa
 it runs and the notebook stays responsive), and redraws a live view about six times a second: samples
 against the truth (y over x with the true conditional for conditional data, a 2-D scatter with the
 modes otherwise; optional discriminator heat-map), loss curves and exact metric readouts from
-:mod:`minilib.metrics`. A run is exported as a GIF (matplotlib's Pillow writer; no ffmpeg here, so no MP4).
+:mod:`minilib.metrics`. A run is exported as an H.264 MP4 (``*.mp4``, the ffmpeg of ``imageio-ffmpeg``) or an
+animated GIF (``*.gif``, Pillow).
 
 Everything the buttons do is a method, so the app can be driven headless::
 
     app = LossComparisonApp(dataset="y-shape", objectives=["gan", "gan+l2", "gan+mr2", "gan+pmr2"])
-    app.run(block=True); app.metrics; app.export("run.gif")
+    app.run(block=True); app.metrics; app.export("run.mp4")
 """
 from __future__ import annotations
 
@@ -334,16 +335,21 @@ class LossComparisonApp:
 
     @_safe
     def export(self, path: str | os.PathLike | None = None, max_frames: int = 60) -> str:
-        """Write the run's kept frames (at most ``max_frames``) as a GIF; returns the path."""
+        """Write the run's kept frames (at most ``max_frames``) as an H.264 MP4 (``path`` ending in ``.mp4``) or an
+        animated GIF (``.gif``; the default, a temporary file, is a GIF); returns the path."""
         if not self.snapshots:
             raise ValueError("nothing to export yet: press Run or Step first")
         if path is None:
             fd, path = tempfile.mkstemp(prefix="minilib-run-", suffix=".gif")
             os.close(fd)
+        suffix = os.path.splitext(str(path))[1].lower()
+        writers = {".gif": self.view.write_gif, ".mp4": self.view.write_mp4}
+        if suffix not in writers:
+            raise ValueError(f"export path must end in .mp4 or .gif, got {str(path)!r}")
         stride = max(1, math.ceil(len(self.snapshots) / max_frames))
         frames = self.snapshots[::stride]
         if frames[-1] is not self.snapshots[-1]:
             frames = frames[:-1] + [self.snapshots[-1]] if len(frames) >= max_frames else frames + [self.snapshots[-1]]
-        self.view.write_gif(frames, str(path))
+        writers[suffix](frames, str(path))
         self._set_status(f"exported {len(frames)} frames to {path}")
         return str(path)
