@@ -43,7 +43,7 @@ def test_pyproject_ranges_are_open_and_extras_complete():
         assert required in names, required
         assert "==" not in names[required] and "<" not in names[required], f"{required} must be an open range"
     lab = " ".join(proj["optional-dependencies"]["lab"])
-    for pkg in ("jupyterlab", "ipywidgets", "ipykernel"):
+    for pkg in ("jupyterlab", "ipywidgets", "ipykernel", "voila"):  # voila: the app as a page (notebook 04)
         assert pkg in lab
     test = " ".join(proj["optional-dependencies"]["test"])
     for pkg in ("pytest", "nbval", "minilib[lab]"):
