@@ -9,6 +9,7 @@ Each command is implemented next to the code it drives; this file only dispatche
 ``reproduce toy``          the toy tables and figures of notebooks 02-03 -> ``minilib.experiments.toys``
 ``bench toy|image|hmc``    timing ratios printed as a table -> ``minilib.experiments.bench``
 ``bench widgets``          the app's batched engine vs one objective -> ``minilib.app.bench``
+``site``                   the saved notebooks as a static HTML site (offline) -> ``minilib.course.site``
 =========================  =====================================================================
 
 ``python -m minilib <command> --help`` explains each one.
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("minilib.experiments.image_train", "train_main", "train an image task (pix2pix-cityscapes, srgan-celeba, glcic-celeba, ...)"),
     "prepare": ("minilib.data.prepare", "prepare_main", "prepare a downloaded dataset (cityscapes, maps, celeba) for training"),
     "evaluate": ("minilib.experiments.evaluate", "evaluate_main", "evaluate a training run with a named protocol and write JSON"),
+    "site": ("minilib.course.site", "site_main", "the saved notebooks and the course map as a static site (works offline)"),
 }
 SUBCOMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     "reproduce": {
