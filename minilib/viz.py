@@ -13,6 +13,8 @@ matching ``update_*`` function changes only the data of those artists (``set_off
 * :func:`plot_losses`, :func:`plot_moments`, :func:`animate` / :func:`animate_panels` (at most ``max_frames`` frames,
   at least 800 px wide with legible fonts); embed them with :func:`minilib.video.animation_html` (re-exported here).
 * :func:`stacked_grid` -- stacked digits tiled into one RGB picture (notebook 06b).
+* :func:`use_course_style` -- the course's figure style (every notebook's setup cell calls it): 110 dpi, 10 pt
+  text, labelled axes, legends that keep clear of the data, titles that do not overlap (constrained layout).
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ __all__ = [
     "animate",
     "animate_panels",
     "stacked_grid",
+    "COURSE_STYLE",
+    "use_course_style",
     "animation_html",
     "save_video",
     "ffmpeg_exe",
@@ -74,6 +78,20 @@ def frame_indices(n_available: int, max_frames: int = 60) -> list[int]:
     if n_available <= max_frames:
         return list(range(n_available))
     return sorted({int(round(i)) for i in np.linspace(0, n_available - 1, max_frames)})
+
+
+COURSE_STYLE: dict[str, Any] = {
+    "figure.dpi": 110, "savefig.dpi": 110, "figure.constrained_layout.use": True,
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+    "legend.fontsize": 9, "legend.framealpha": 0.85, "legend.loc": "best", "axes.grid": False,
+    "image.interpolation": "nearest", "animation.embed_limit": 8.0,
+}
+"""matplotlib settings of the course's figures (read by :func:`use_course_style`)."""
+
+
+def use_course_style(**overrides: Any) -> None:
+    """Apply :data:`COURSE_STYLE` (and ``overrides``) to matplotlib's rcParams for the rest of the session."""
+    plt.rcParams.update({**COURSE_STYLE, **overrides})
 
 
 # --------------------------------------------------------------------------------------------- 2-D
