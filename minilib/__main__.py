@@ -12,11 +12,14 @@ Each command is implemented next to the code it drives; this file only dispatche
 ``site``                   the saved notebooks as a static HTML site (offline) -> ``minilib.course.site``
 =========================  =====================================================================
 
-``python -m minilib <command> --help`` explains each one.
+``python -m minilib <command> --help`` explains each one. An error the user can fix (a :class:`minilib.errors.MinilibError`:
+a bad flag, a missing or unreadable file, an incompatible resume) is printed in one or two lines and the exit status is 2;
+``--debug`` (anywhere on the line) or ``MINILIB_DEBUG=1`` shows its traceback instead.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -47,7 +50,7 @@ def _usage() -> str:
     for group, subs in SUBCOMMANDS.items():
         for sub, (_, _, text) in subs.items():
             lines.append(f"  {group + ' ' + sub:<22}{text}")
-    lines += ["", "Run `python -m minilib <command> --help` for a command's options."]
+    lines += ["", "Run `python -m minilib <command> --help` for a command's options; add --debug to see a traceback."]
     return "\n".join(lines)
 
 
@@ -56,8 +59,26 @@ def _load(module: str, func: str) -> Callable[[Sequence[str]], int | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a command; returns the exit status."""
+    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a command; returns the exit status.
+
+    A :class:`~minilib.errors.MinilibError` becomes ``error: <message>`` on stderr and status 2; with ``--debug`` in
+    ``argv`` or ``MINILIB_DEBUG=1`` in the environment it propagates with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("MINILIB_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    if debug:
+        return _dispatch(argv)
+    from .errors import MinilibError
+
+    try:
+        return _dispatch(argv)
+    except MinilibError as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("(run with --debug or MINILIB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
