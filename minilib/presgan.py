@@ -15,6 +15,7 @@ log-likelihood of held-out data can be estimated by importance sampling (Section
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -22,6 +23,8 @@ import torch
 import torch.nn as nn
 
 from . import hmc
+from .checkpoints import rng_state
+from .errors import ConfigError, ConfigTypeError, check_int, check_number, check_tensor
 from .objectives import Objective, get_objective
 from .train import TrainConfig, Trainer, make_optimizer
 
@@ -47,11 +50,14 @@ class NoisyGenerator(nn.Module):
                  sigma_min: float = 1e-2, sigma_max: float = 1.0) -> None:
         super().__init__()
         if not hasattr(base, "noise"):
-            raise TypeError("base must be a generator with a noise(n, device, generator) method")
-        if not 0 < sigma_min <= sigma_max:
-            raise ValueError(f"need 0 < sigma_min <= sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
-        if not sigma_min <= sigma_init <= sigma_max:
-            raise ValueError(f"sigma_init must lie in [sigma_min, sigma_max] = [{sigma_min}, {sigma_max}], got {sigma_init}")
+            raise ConfigTypeError("base must be a generator with a noise(n, device, generator) method")
+        event_shape = tuple(event_shape)
+        for d in event_shape:
+            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+                raise ConfigError(f"event_shape must be positive ints (one output's shape), got {event_shape}")
+        check_number("sigma_min", sigma_min, low=0.0)
+        check_number("sigma_max", sigma_max, low=sigma_min, low_open=False)
+        check_number("sigma_init", sigma_init, low=sigma_min, high=sigma_max, low_open=False, high_open=False)
         self.base, self.event_shape = base, tuple(int(s) for s in event_shape)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.log_sigma = nn.Parameter(torch.full(self.event_shape, math.log(sigma_init)))
@@ -82,7 +88,7 @@ class NoisyGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         if not isinstance(noise, (tuple, list)) or len(noise) != 2:
-            raise TypeError("noise must be the pair (z, eps) returned by NoisyGenerator.noise")
+            raise ConfigTypeError("noise must be the pair (z, eps) returned by NoisyGenerator.noise")
         z, eps = noise
         return self.mean(x, z) + self.sigma * eps  # [B, *event]
 
@@ -101,7 +107,8 @@ class LinearGenerator(nn.Module):
 
     def __init__(self, nz: int, dim: int) -> None:
         super().__init__()
-        self.nz = nz
+        self.nz = check_int("nz", nz)
+        check_int("dim", dim)
         self.linear = nn.Linear(nz, dim)
 
     def noise(self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -130,8 +137,22 @@ class LinearGenerator(nn.Module):
 def _check_no_batch_stats(G: nn.Module) -> None:
     for m in G.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            raise ValueError("G has BatchNorm in training mode: HMC needs per-sample densities; call G.eval() or use a "
+            raise ConfigError("G has BatchNorm in training mode: HMC needs per-sample densities; call G.eval() or use a "
                              "generator without batch statistics (minilib.nets.mlp, minilib.nets.digits)")
+
+
+def _check_noisy(G: object) -> None:
+    if not isinstance(G, NoisyGenerator):
+        raise ConfigTypeError(f"G must be a NoisyGenerator (PresGAN's generator with learned output noise), got "
+                              f"{type(G).__name__}")
+
+
+def _check_data(name: str, G: NoisyGenerator, y: object, finite: bool | str = True) -> torch.Tensor:
+    """``y`` is a finite, non-empty float tensor ``[N, *G.event_shape]``."""
+    check_tensor(name, y, min_dims=1, finite=finite)
+    if tuple(y.shape[1:]) != G.event_shape:
+        raise ConfigError(f"{name} must be [N, *{G.event_shape}] (G's event shape), got {tuple(y.shape)}")
+    return y
 
 
 def posterior_log_prob(G: NoisyGenerator, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -139,6 +160,11 @@ def posterior_log_prob(G: NoisyGenerator, x: torch.Tensor, y: torch.Tensor) -> C
 
     Chain c targets p(z | y_c): ``x`` and ``y`` ``[C, ...]`` are fixed (detached), one chain per observation.
     """
+    _check_noisy(G)
+    _check_data("y", G, y)
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != y.shape[0]:
+        raise ConfigError(f"x must be a tensor [C, ...] with y's C = {y.shape[0]} rows, got "
+                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     x, y = x.detach(), y.detach()
 
     def log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -166,8 +192,10 @@ def entropy_surrogate(
         z: ``[N, ...]`` the latent codes that generated y. HMC settings as in :func:`minilib.hmc.sample`.
     Returns: ``(surrogate scalar, HMCResult)``; H is summed over the event, averaged over the batch.
     """
-    if not isinstance(z, torch.Tensor) or z.shape[0] != y.shape[0]:
-        raise ValueError(f"z must be a tensor with y's batch size {y.shape[0]}, got {getattr(z, 'shape', type(z).__name__)}")
+    _check_noisy(G)
+    _check_data("y", G, y, finite="cpu")  # the training hot path: no device sync (the Trainer's guard sees NaN)
+    if not isinstance(z, torch.Tensor) or z.dim() < 1 or z.shape[0] != y.shape[0]:
+        raise ConfigError(f"z must be a tensor with y's batch size {y.shape[0]}, got {getattr(z, 'shape', type(z).__name__)}")
     _check_no_batch_stats(G)
     res = hmc.sample(posterior_log_prob(G, x, y), z.detach(), num_samples=num_samples, burn_in=burn_in,
                      step_size=step_size, num_leapfrog=num_leapfrog, target_accept=target_accept, adapt=adapt,
@@ -191,22 +219,37 @@ class PresGANEntropy:
 
     def __init__(self, G: NoisyGenerator, *, burn_in: int = 2, num_samples: int = 2, num_leapfrog: int = 5,
                  step_size: float = 0.02, target_accept: float = 0.67, seed: int = 0) -> None:
-        if not isinstance(G, NoisyGenerator):
-            raise TypeError(f"G must be a NoisyGenerator, got {type(G).__name__}")
+        _check_noisy(G)
+        check_int("burn_in", burn_in, 0)
+        check_int("num_samples", num_samples, 0)
+        if burn_in + num_samples == 0:
+            raise ConfigError("num_samples + burn_in must be >= 1 (HMC iterations per step)")
+        check_int("num_leapfrog", num_leapfrog)
+        step_size = check_number("step_size", step_size, low=0.0)
+        target_accept = check_number("target_accept", target_accept, low=0.0, high=1.0)
         self.G, self.step_size, self.target_accept = G, float(step_size), target_accept
         self.hmc_kwargs = dict(burn_in=burn_in, num_samples=num_samples, num_leapfrog=num_leapfrog)
         self.seed, self.gen = seed, torch.Generator().manual_seed(seed)
         self.last_accept = math.nan
 
     def state_dict(self) -> dict:
-        """The sampler state that persists between steps (saved in Trainer checkpoints for exact resume)."""
+        """The sampler state that persists between steps (saved in Trainer checkpoints for exact resume; the RNG
+        state as CPU bytes, whatever device the generator runs on)."""
         return {"step_size": self.step_size, "last_accept": self.last_accept, "gen_device": str(self.gen.device),
-                "gen_state": self.gen.get_state()}
+                "gen_state": self.gen.get_state().cpu()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`, wherever the checkpoint's tensors were loaded (``map_location``)."""
         self.step_size, self.last_accept = float(state["step_size"]), float(state["last_accept"])
-        self.gen = torch.Generator(device=state["gen_device"])
-        self.gen.set_state(state["gen_state"])
+        device = torch.device(state["gen_device"])
+        gen_state = rng_state(state["gen_state"], "extra_loss.gen_state")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            warnings.warn("the checkpoint's HMC RNG was on CUDA, which is not available here: the sampler continues "
+                          "with freshly seeded noise (not bit-identical to an uninterrupted run)")
+            self.gen = torch.Generator().manual_seed(self.seed)
+            return
+        self.gen = torch.Generator(device=device)
+        self.gen.set_state(gen_state)
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.gen.device != device:  # first call on an accelerator: a seeded generator there
@@ -242,8 +285,8 @@ def make_presgan_trainer(G: NoisyGenerator, D: nn.Module, objective: Objective |
     learned output noise, the "GAN (lambda = 0)" of the log-likelihood comparison); D sees noised real data.
     ``sigma_lr``: the learning rate of ``log_sigma`` (the reference code's ``--sigma_lr``; default: G's rate).
     ``hmc_settings`` go to :class:`PresGANEntropy` (burn_in, num_samples, num_leapfrog, step_size, ...)."""
-    if sigma_lr is not None and not (isinstance(sigma_lr, (int, float)) and sigma_lr > 0):
-        raise ValueError(f"sigma_lr must be a positive float or None, got {sigma_lr!r}")
+    if sigma_lr is not None:
+        check_number("sigma_lr", sigma_lr, low=0.0)
     objective = objective or get_objective("presgan")
     hooks = PresGANEntropy(G, seed=(config or TrainConfig()).seed, **hmc_settings)
     trainer = Trainer(G, D, objective, config, extra_loss=hooks, transform_real=hooks.noise_real)
@@ -259,6 +302,8 @@ def make_presgan_trainer(G: NoisyGenerator, D: nn.Module, objective: Objective |
 def elbo(G: NoisyGenerator, encoder: nn.Module, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """``[B]`` one-sample ELBO E_q[log p(y | z)] - KL(q(z | y) || N(0, I)) with q = N(mean, diag std^2) = encoder(y)
     (Kingma & Welling 2014, Eq. 10; PresGAN Eq. 20)."""
+    _check_noisy(G)
+    _check_data("y", G, y)
     mean, log_std = encoder(y)
     z = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
     kl = 0.5 * (mean.pow(2) + (2 * log_std).exp() - 1 - 2 * log_std).sum(1)
@@ -273,10 +318,11 @@ def fit_encoder(G: NoisyGenerator, encoder: nn.Module, data: torch.Tensor, *, st
     ``train_generator=False``: the test-time encoder of PresGAN Section 3.3 (G fixed). ``True``: a VAE whose
     decoder is G (same architecture and learned sigma as the PresGAN it is compared with).
     """
-    if not isinstance(data, torch.Tensor) or data.shape[1:] != torch.Size(G.event_shape):
-        raise ValueError(f"data must be a tensor [N, *{G.event_shape}], got {getattr(data, 'shape', type(data).__name__)}")
-    if not isinstance(steps, int) or steps < 1 or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive ints, got {steps!r}, {batch_size!r}")
+    _check_noisy(G)
+    _check_data("data", G, data)
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
+    check_number("lr", lr, low=0.0)
     gen = torch.Generator().manual_seed(seed)
     params = list(encoder.parameters()) + (list(G.parameters()) if train_generator else [])
     G.requires_grad_(train_generator)
@@ -322,12 +368,17 @@ def log_likelihood(G: NoisyGenerator, encoder: nn.Module, y: torch.Tensor, *, nu
     variance finite). ``bounds=(lo, hi)`` uses the truncated Gaussian likelihood of the paper's evaluation
     (each pixel's density divided by its mass inside [lo, hi]). y ``[N, *event]``.
     """
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    if not overdispersion >= 1.0:
-        raise ValueError(f"overdispersion must be >= 1 (a covariance factor), got {overdispersion}")
-    if not isinstance(y, torch.Tensor) or y.shape[1:] != torch.Size(G.event_shape):
-        raise ValueError(f"y must be a tensor [N, *{G.event_shape}], got {getattr(y, 'shape', type(y).__name__)}")
+    _check_noisy(G)
+    check_int("num_samples", num_samples)
+    check_int("chunk", chunk)
+    check_number("overdispersion", overdispersion, low=1.0, low_open=False)
+    if bounds is not None:
+        if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2):
+            raise ConfigTypeError(f"bounds must be a pair (lo, hi) or None, got {bounds!r}")
+        lo = check_number("bounds[0]", bounds[0])
+        if not check_number("bounds[1]", bounds[1]) > lo:
+            raise ConfigError(f"bounds must be (lo, hi) with lo < hi, got {tuple(bounds)}")
+    _check_data("y", G, y)
     gen = torch.Generator().manual_seed(seed)
     n, d = y.shape[0], math.prod(G.event_shape)
     mean, log_std = encoder(y)

@@ -15,7 +15,6 @@ weight decay 1e-4, gradient clipping by value 0.5.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ import torch
 from torch import nn
 
 from . import losses as L
-from .checkpoints import atomic_save, load_checkpoint
+from .checkpoints import atomic_save, load_checkpoint, nonfinite_tensors, restore_rng, save_rng, to_cpu
+from .errors import (CheckpointError, ConfigError, ConfigTypeError, NonFiniteError, TrainingDiverged, check_device, check_int,
+                     check_number)
 from .objectives import Objective, generator_terms
 
 __all__ = ["Stream", "TrainConfig", "Trainer", "TrainingDiverged", "sample_k", "make_optimizer"]
@@ -35,16 +36,9 @@ Noise = torch.Tensor | tuple[torch.Tensor, ...]
 
 class Stream(Protocol):
     """What the trainer needs from data: batches and a resumable position."""
-
     def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
-
     def state_dict(self) -> dict: ...
-
     def load_state_dict(self, state: dict) -> None: ...
-
-
-class TrainingDiverged(FloatingPointError):
-    """A loss became NaN or Inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -74,17 +68,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("lr_g", "lr_d"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
+            check_number(name, getattr(self, name), low=0.0)
         for name in ("batch_size", "g_batch_size", "d_steps", "g_steps", "log_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.clip_value is not None and self.clip_value <= 0:
-            raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
+            check_int(name, getattr(self, name))
+        check_number("weight_decay", self.weight_decay, low=0.0, low_open=False)
+        if self.clip_value is not None:
+            check_number("clip_value", self.clip_value, low=0.0)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
         self.betas = tuple(float(b) for b in self.betas)
 
 
@@ -105,10 +96,9 @@ def sample_k(G: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator |
         ``samples`` ``[B, K, *event]`` and the flat noise ``z`` (``[B·K, ...]`` or a tuple of such), with the
         K samples of input b at rows ``b·K ... b·K + K - 1``.
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_int("k", k)
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
-        raise ValueError(f"x must be a tensor [B, ...], got {type(x).__name__}")
+        raise ConfigError(f"x must be a tensor [B, ...], got {type(x).__name__}")
     core = G.module if hasattr(G, "module") else G
     b = x.shape[0]
     x_rep = x.repeat_interleave(k, dim=0)  # [B·K, *x_shape]
@@ -160,7 +150,7 @@ class Trainer:
         transform_real: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(objective, Objective):
-            raise TypeError(f"objective must be an Objective (see minilib.objectives.get_objective), got {type(objective).__name__}")
+            raise ConfigTypeError(f"objective must be an Objective (see minilib.objectives.get_objective), got {type(objective).__name__}")
         self.config = config = config or TrainConfig()
         if objective.uses_discriminator and D is None:
             raise ValueError(f"D is required: objective {objective.name!r} has gan_weight = {objective.gan_weight}")
@@ -169,7 +159,7 @@ class Trainer:
         if not hasattr(_unwrap(G), "noise"):
             raise TypeError("G must have a noise(n, device, generator) method (the generator contract)")
         self.objective = objective
-        self.device = torch.device(config.device)
+        self.device = check_device("config.device", config.device)
         self.cuda = self.device.type == "cuda"
         self.use_amp = config.amp and self.cuda
         self.channels_last = config.channels_last and self.cuda
@@ -214,13 +204,20 @@ class Trainer:
         if self.config.clip_value is not None:
             nn.utils.clip_grad_value_(module.parameters(), self.config.clip_value)
 
-    @staticmethod
-    def _check_finite(name: str, value: torch.Tensor, step: int) -> None:
+    _ADVICE = ("training stopped; the last checkpoint written before this step is kept. Lower the learning rate or "
+               "the term's weight, or check the data.")
+
+    def _check_finite(self, name: str, value: torch.Tensor, step: int) -> None:
         if not torch.isfinite(value).all():
-            raise TrainingDiverged(
-                f"loss {name!r} became {value.item()} at step {step}: training stopped; the last checkpoint written "
-                "before this step is kept. Lower the learning rate or the term's weight, or check the data."
-            )
+            raise TrainingDiverged(f"loss {name!r} became {value.item()} at step {step}: {self._ADVICE}")
+
+    def check_weights(self) -> None:
+        """Raise :class:`TrainingDiverged` if a parameter or buffer of G or D holds NaN / Inf (one device sync): losses
+        can stay finite while a network diverges (BatchNorm ``running_var`` at Inf makes eval samples constant)."""
+        bad = nonfinite_tensors(G=self.G_core, D=self.D_core)
+        if bad:
+            raise TrainingDiverged(f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} became nan or inf at step "
+                                   f"{self.step} (the losses may still be finite): {self._ADVICE}")
 
     def _record(self, values: dict[str, torch.Tensor | float]) -> None:
         for key, v in values.items():
@@ -305,12 +302,15 @@ class Trainer:
         """One round: ``d_steps`` D updates, then ``g_steps`` G updates; advances ``self.step``."""
         cfg = self.config
         self.G.train()
-        if self.D is not None:
-            self.D.train()
-            for _ in range(cfg.d_steps):
-                self.discriminator_step(*stream.next(cfg.batch_size))
-        for _ in range(cfg.g_steps):
-            self.generator_step(*stream.next(cfg.g_batch_size))
+        try:  # the losses refuse NaN / Inf inputs on CPU: the run diverged
+            if self.D is not None:
+                self.D.train()
+                for _ in range(cfg.d_steps):
+                    self.discriminator_step(*stream.next(cfg.batch_size))
+            for _ in range(cfg.g_steps):
+                self.generator_step(*stream.next(cfg.g_batch_size))
+        except NonFiniteError as e:
+            raise TrainingDiverged(f"a loss input became nan or inf at step {self.step} ({e}): {self._ADVICE}") from e
         self.step += 1
         if self.step % cfg.log_every == 0:
             self.history["step"].append(float(self.step))
@@ -327,15 +327,16 @@ class Trainer:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 0,
         should_stop: Callable[[], bool] | None = None,
+        check_every: int = 100,
     ) -> dict[str, list[float]]:
         """Train until ``self.step == steps`` (a total, so a resumed run ends where the original would).
 
         ``callback(trainer)`` runs every ``callback_every`` steps (live plots, animation frames, metrics via
-        :meth:`log`); ``checkpoint`` is written atomically every ``checkpoint_every`` steps and at the end;
-        ``should_stop()`` lets a UI pause between steps. Returns the history.
-        """
-        if not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"steps must be a non-negative int (total steps), got {steps!r}")
+        :meth:`log`); ``checkpoint`` is written atomically every ``checkpoint_every`` steps and at the end, each time
+        after :meth:`check_weights` (a diverged network never replaces the last good checkpoint), which also runs
+        every ``check_every`` steps (0: at checkpoints only); ``should_stop()`` lets a UI pause. Returns the history."""
+        for name, v in (("steps", steps), ("callback_every", callback_every), ("checkpoint_every", checkpoint_every), ("check_every", check_every)):
+            check_int(name, v, 0)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.config.progress or self.rank != 0, desc=self.objective.name)
@@ -345,6 +346,8 @@ class Trainer:
                     break
                 self.train_step(stream)
                 bar.update(1)
+                if check_every and self.step % check_every == 0:
+                    self.check_weights()
                 if callback is not None and callback_every and self.step % callback_every == 0:
                     callback(self)
                 if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
@@ -364,12 +367,9 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "history": {k: list(v) for k, v in self.history.items()},
             "pending": {k: list(v) for k, v in self._pending.items()},
-            "noise_rng": self.noise_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
             "objective": asdict(self.objective),
+            **save_rng(self.noise_gen, self.device),  # on CPU: set_state wants CPU bytes
         }
-        if self.cuda:
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.D is not None:
             state["D"] = self.D_core.state_dict()
             state["opt_d"] = self.opt_d.state_dict()
@@ -382,33 +382,39 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict, stream: Stream | None = None) -> None:
+        """Continue from :meth:`state_dict` wherever its tensors were loaded (CheckpointError if it does not fit)."""
         if state.get("objective", asdict(self.objective)) != asdict(self.objective):
-            raise ValueError(f"checkpoint was trained with objective {state['objective']}, not {asdict(self.objective)}")
-        self.G_core.load_state_dict(state["G"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        if self.D is not None:
-            self.D_core.load_state_dict(state["D"])
-            self.opt_d.load_state_dict(state["opt_d"])
-        if self.P is not None and "P" in state:
-            _unwrap(self.P).load_state_dict(state["P"])
-        self.step = int(state["step"])
-        self.history = {k: list(v) for k, v in state["history"].items()}
+            raise CheckpointError(f"checkpoint was trained with objective {state['objective']}, not {asdict(self.objective)}")
+        try:
+            self.G_core.load_state_dict(state["G"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.D is not None:
+                self.D_core.load_state_dict(state["D"])
+                self.opt_d.load_state_dict(state["opt_d"])
+            if self.P is not None and "P" in state:
+                _unwrap(self.P).load_state_dict(state["P"])
+            self.step, self.history = int(state["step"]), {k: list(v) for k, v in state["history"].items()}
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"not a checkpoint of these networks ({type(e).__name__}: {str(e).splitlines()[0]})") from e
         self._pending = {k: list(v) for k, v in state.get("pending", {}).items()}
-        self.noise_gen.set_state(state["noise_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.cuda and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if stream is not None and "stream" in state:
-            stream.load_state_dict(state["stream"])
+        restore_rng(state, self.noise_gen, self.device, reseed=self.config.seed * 1000 + self.rank + self.step)
+        if stream is not None and "stream" in state:  # small states, back on CPU whatever map_location was
+            stream.load_state_dict(to_cpu(state["stream"]))
         if "extra_loss" in state and hasattr(self.extra_loss, "load_state_dict"):
-            self.extra_loss.load_state_dict(state["extra_loss"])
+            self.extra_loss.load_state_dict(to_cpu(state["extra_loss"]))
 
     def save(self, path: str | os.PathLike, stream: Stream | None = None) -> Path | None:
-        """Write a checkpoint atomically (rank 0 only under DDP)."""
+        """Write a checkpoint atomically (rank 0 only under DDP), after :meth:`check_weights`."""
+        self.check_weights()
         if self.rank != 0:
             return None
         return atomic_save(self.state_dict(stream), path)
 
-    def load(self, path: str | os.PathLike, stream: Stream | None = None) -> None:
-        """Resume from a checkpoint written by :meth:`save` (``weights_only=True``)."""
-        self.load_state_dict(load_checkpoint(path, map_location=self.device), stream)
+    def load(self, path: str | os.PathLike, stream: Stream | None = None,
+             map_location: str | torch.device | None = None) -> None:
+        """Resume from a checkpoint written by :meth:`save` (``weights_only=True``), loaded onto ``map_location``
+        (default: this trainer's device); errors name the file."""
+        try:
+            self.load_state_dict(load_checkpoint(path, self.device if map_location is None else map_location), stream)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from e

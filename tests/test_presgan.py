@@ -224,6 +224,42 @@ def test_presgan_resume_is_exact(tmp_path):
     assert full.history == resumed.history
 
 
+def test_presgan_rng_state_is_cpu_bytes_and_loads_from_anywhere(tmp_path):
+    """The HMC RNG state is saved as CPU bytes and restored even when the checkpoint's tensors were moved (CUDA
+    map_location) or stored with another integer dtype: set_state refuses both as they are."""
+    tr = _presgan_run(2, ckpt=tmp_path / "ck.pt")
+    state = tr.presgan.state_dict()
+    assert state["gen_state"].device.type == "cpu" and state["gen_state"].dtype == torch.uint8
+    moved = {**state, "gen_state": state["gen_state"].to(torch.int64)}
+    tr.presgan.load_state_dict(moved)
+    assert torch.equal(tr.presgan.gen.get_state(), state["gen_state"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_presgan_resume_on_cuda(tmp_path):
+    """PresGAN trained on CUDA resumes from its checkpoint onto CUDA (HMC RNG on the GPU, state kept on CPU)."""
+    def run(steps, ckpt=None, resume=None):
+        torch.manual_seed(5)
+        G = NoisyGenerator(DigitGenerator(nz=4, channels=1, ngf=4), (1, 8, 8), sigma_init=0.3)
+        tr = make_presgan_trainer(G, DigitDiscriminator(1, ndf=4), get_objective("presgan", k=2),
+                                  TrainConfig(progress=False, batch_size=4, g_batch_size=2, log_every=1, device="cuda",
+                                              amp=False),
+                                  burn_in=1, num_samples=1, num_leapfrog=2)
+        stream = _DigitStream()
+        if resume is not None:
+            tr.load(resume, stream)
+        tr.fit(stream, steps, checkpoint=ckpt, checkpoint_every=1 if ckpt else 0)
+        return tr
+
+    full = run(4)
+    run(2, ckpt=tmp_path / "ck.pt")
+    resumed = run(4, resume=tmp_path / "ck.pt")
+    assert resumed.presgan.gen.device.type == "cuda"
+    for a, b in zip(full.G.parameters(), resumed.G.parameters()):
+        assert torch.equal(a, b)
+    assert full.history == resumed.history
+
+
 def test_entropy_alone_is_a_valid_objective():
     obj = get_objective("presgan", gan_weight=0.0)
     assert obj.entropy_weight > 0 and not obj.uses_discriminator

@@ -231,6 +231,123 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["G"].values())
 
 
+def _rng_keys(state):
+    return [k for k in ("noise_rng", "torch_rng", "cuda_rng") if k in state]
+
+
+def test_checkpoint_keeps_rng_states_on_cpu_as_bytes(tmp_path):
+    tr = _run(2, ckpt=tmp_path / "ck.pt")
+    state = tr.state_dict()
+    for key in _rng_keys(state):
+        assert state[key].device.type == "cpu" and state[key].dtype == torch.uint8, key
+
+
+def test_resume_restores_rng_states_loaded_elsewhere(tmp_path, monkeypatch):
+    """The CUDA bug on CPU: ``load_checkpoint(map_location=cuda)`` hands set_state RNG tensors it refuses ("RNG state
+    must be a torch.ByteTensor"). Here the loaded states are int64 (set_state refuses them the same way) and the
+    stream's RNG state is wrapped in a tensor of another dtype too; the resumed run must still be exact."""
+    import minilib.train as train_module
+
+    full = _run(6)
+    _run(4, ckpt=tmp_path / "ck.pt")
+    real_load = train_module.load_checkpoint
+    seen = {}
+
+    def load_moved(path, map_location="cpu", **kw):
+        seen["map_location"] = map_location
+        state = real_load(path, map_location, **kw)
+        for key in _rng_keys(state):
+            state[key] = state[key].to(torch.int64)
+        return state
+
+    monkeypatch.setattr(train_module, "load_checkpoint", load_moved)
+    resumed = _run(6, resume_from=tmp_path / "ck.pt")
+    assert seen["map_location"] == resumed.device  # loads onto the trainer's device
+    for a, b in zip(full.G.parameters(), resumed.G.parameters()):
+        assert torch.equal(a, b)
+    assert full.history == resumed.history
+
+
+def test_rng_state_refuses_what_is_not_an_rng_state():
+    from minilib.checkpoints import rng_state
+    from minilib.errors import CheckpointError
+
+    assert rng_state(torch.arange(5)).dtype == torch.uint8
+    for bad in (torch.full((3,), 300), torch.zeros(3), [1, 2], torch.zeros(2, 2, dtype=torch.uint8)):
+        with pytest.raises(CheckpointError, match="rng"):
+            rng_state(bad, "noise_rng")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_exact_resume_on_cuda(tmp_path):
+    """Train on CUDA, checkpoint, resume from the file onto CUDA (map_location = the GPU): same weights and history
+    as the uninterrupted run."""
+    def run(steps, ckpt=None, resume_from=None):
+        torch.manual_seed(123)
+        tr = Trainer(TinyG(), TinyD(), get_objective("gan+pmr2", k=4), quiet(log_every=1, device="cuda", amp=False),
+                     P=TinyP())
+        stream = GaussStream(7)
+        if resume_from is not None:
+            tr.load(resume_from, stream)
+        tr.fit(stream, steps, checkpoint=ckpt, checkpoint_every=2 if ckpt else 0)
+        return tr
+
+    full = run(6)
+    run(4, ckpt=tmp_path / "ck.pt")
+    assert load_checkpoint(tmp_path / "ck.pt")["cuda_rng"].device.type == "cpu"
+    resumed = run(6, resume_from=tmp_path / "ck.pt")
+    for a, b in zip(full.G.parameters(), resumed.G.parameters()):
+        assert torch.equal(a, b)
+    assert full.history == resumed.history
+
+
+class BNG(TinyG):
+    """TinyG with a BatchNorm layer (its running_var can diverge while the losses stay finite)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def test_divergence_in_buffers_stops_and_keeps_last_good_checkpoint(tmp_path):
+    """Losses stay finite, but a BatchNorm running_var becomes Inf at step 3 (as at a huge learning rate): the run
+    stops before that state is saved, and the checkpoint of step 2 stays."""
+    def poison(t):
+        if t.step == 3:
+            t.G_core.net[1].running_var[0] = float("inf")
+
+    tr = Trainer(BNG(), TinyD(), get_objective("gan+l2", k=2), quiet())
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(TrainingDiverged, match="running_var"):
+        tr.fit(GaussStream(), 10, callback=poison, callback_every=1, checkpoint=ck, checkpoint_every=1)
+    state = load_checkpoint(ck)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["G"].values())
+    # without checkpoints the periodic check (every `check_every` steps) finds it too
+    tr = Trainer(BNG(), TinyD(), get_objective("gan+l2", k=2), quiet())
+    with pytest.raises(TrainingDiverged, match="step 4"):
+        tr.fit(GaussStream(), 10, callback=poison, callback_every=1, check_every=2)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    from minilib.errors import CheckpointError, MissingFileError
+
+    good = tmp_path / "good.pt"
+    _run(2, ckpt=good)
+    data = good.read_bytes()
+    cases = {"truncated.pt": data[: len(data) // 2], "random.pt": bytes(range(256)) * 8, "empty.pt": b""}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value), name
+        with pytest.raises(CheckpointError, match=name):  # the Trainer's resume says which file too
+            _run(4, resume_from=tmp_path / name)
+    with pytest.raises(MissingFileError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="objective"):  # another objective: refused, naming the file
+        Trainer(TinyG(), TinyD(), get_objective("gan", k=2), quiet()).load(good)
+
+
 def test_fit_predictor_recovers_conditional_moments_and_keeps_best():
     torch.manual_seed(0)
     P = TinyP()
@@ -267,6 +384,11 @@ def test_fit_predictor_early_stops_on_validation():
         (lambda: Objective(rec_weight=-1.0), "rec_weight"),
         (lambda: Objective(gan_weight=0.0), "no term"),
         (lambda: TrainConfig(lr_g=0.0), "lr_g"),
+        (lambda: TrainConfig(lr_d=math.inf), "lr_d"),
+        (lambda: TrainConfig(lr_g=math.nan), "lr_g"),
+        (lambda: TrainConfig(weight_decay=-1e-4), "weight_decay"),
+        (lambda: TrainConfig(clip_value=math.nan), "clip_value"),
+        (lambda: Trainer(TinyG(), TinyD(), get_objective("gan"), quiet(device="banana")), "device"),
         (lambda: TrainConfig(g_steps=0), "g_steps"),
         (lambda: Trainer(TinyG(), None, get_objective("gan"), quiet()), "D is required"),
         (lambda: Trainer(TinyG(), TinyD(), get_objective("gan+pmr2"), quiet()), "P is required"),
