@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from .errors import ConfigError, ConfigTypeError, check_int, check_number, check_same_device, check_tensor
+
 __all__ = ["HMCResult", "sample", "leapfrog", "log_prob_and_grad", "effective_sample_size", "hamiltonian"]
 
 LogProb = Callable[[torch.Tensor], torch.Tensor]
@@ -49,17 +51,37 @@ class HMCResult:
         return effective_sample_size(self.samples)
 
 
+def _check_chains(name: str, z: object) -> torch.Tensor:
+    """A finite floating tensor ``[C, *event]`` with C >= 1 chains, on a device with data."""
+    t = check_tensor(name, z, min_dims=1)
+    if t.device.type == "meta":
+        raise ConfigError(f"{name} is on the meta device (shapes only, no values): HMC needs real values")
+    return t
+
+
+def _check_log_prob(log_prob: object) -> None:
+    if not callable(log_prob):
+        raise ConfigTypeError(f"log_prob must be a function [C, *event] -> [C], got {type(log_prob).__name__}")
+
+
 def log_prob_and_grad(log_prob: LogProb, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``log_prob(z)`` ``[C]`` and its gradient ``d log_prob / dz`` ``[C, *event]``, both detached.
 
     The gradient flows through everything ``log_prob`` computes (e.g. a generator's forward), but only
     with respect to ``z``: no gradient is accumulated into any module's parameters.
     """
+    _check_log_prob(log_prob)
+    check_tensor("z", z, min_dims=1, finite=False)
+    return _log_prob_and_grad(log_prob, z)
+
+
+def _log_prob_and_grad(log_prob: LogProb, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.enable_grad():
         zz = z.detach().requires_grad_(True)
         lp = log_prob(zz)
         if not isinstance(lp, torch.Tensor) or lp.shape != (z.shape[0],):
-            raise ValueError(f"log_prob must map chains [C, ...] to [C] = [{z.shape[0]}], got {getattr(lp, 'shape', type(lp))}")
+            raise ConfigError(f"log_prob must map chains [C, ...] to [C] = [{z.shape[0]}], got "
+                              f"{tuple(lp.shape) if isinstance(lp, torch.Tensor) else type(lp).__name__}")
         (grad,) = torch.autograd.grad(lp.sum(), zz)
     return lp.detach(), grad.detach()
 
@@ -69,6 +91,19 @@ def _bcast(step: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return step.reshape(-1, *([1] * (z.dim() - 1)))
 
 
+def _step_sizes(step_size: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
+    """``step_size`` (a number or ``[C]``) as a ``[C]`` tensor of finite positive steps, else an error naming it."""
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, torch.Tensor)):
+        raise ConfigTypeError(f"step_size must be a number or a [C] tensor, got {type(step_size).__name__}")
+    eps = torch.as_tensor(step_size, dtype=z.dtype, device=z.device).detach().clone()
+    c = z.shape[0]
+    if eps.dim() == 0:
+        eps = eps.expand(c).clone()
+    if eps.shape != (c,) or not torch.isfinite(eps).all() or not (eps > 0).all():
+        raise ConfigError(f"step_size must be > 0 and finite, a float or a [C] = [{c}] tensor, got {step_size!r}")
+    return eps
+
+
 def leapfrog(
     log_prob: LogProb, z: torch.Tensor, p: torch.Tensor, step_size: torch.Tensor | float, num_steps: int,
     grad: torch.Tensor | None = None,
@@ -76,8 +111,8 @@ def leapfrog(
     """``num_steps`` leapfrog steps of Hamiltonian dynamics with H(z, p) = -log_prob(z) + |p|^2 / 2 (Neal 2011, Eq. 5.18-5.20).
 
     Args:
-        z, p: ``[C, *event]`` positions and momenta.
-        step_size: a float or ``[C]`` per-chain steps.
+        z, p: ``[C, *event]`` positions and momenta (finite).
+        step_size: a float or ``[C]`` per-chain steps (> 0, finite).
         num_steps: leapfrog steps (>= 1).
         grad: ``[C, *event]`` the gradient of ``log_prob`` at ``z`` if already known (e.g. the end gradient
             of the previous trajectory, as :func:`sample` passes it); ``None`` computes it. With it the
@@ -85,29 +120,46 @@ def leapfrog(
     Returns: ``(z, p, log_prob(z), grad)`` at the end of the trajectory. The map is volume preserving and
     reversible: ``leapfrog(z', -p')`` returns ``(z, -p)``.
     """
-    eps = _bcast(torch.as_tensor(step_size, dtype=z.dtype, device=z.device).expand(z.shape[0]), z)
-    if grad is None:
-        _, grad = log_prob_and_grad(log_prob, z)
-    elif grad.shape != z.shape:
-        raise ValueError(f"grad must have z's shape {tuple(z.shape)}, got {tuple(grad.shape)}")
-    g = grad
+    _check_log_prob(log_prob)
+    _check_chains("z", z)
+    check_int("num_steps", num_steps)
+    for name, t in (("p", p), ("grad", grad)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ConfigTypeError(f"{name} must be a tensor of z's shape {tuple(z.shape)}, got {type(t).__name__}")
+        if t.shape != z.shape:
+            raise ConfigError(f"{name} must have z's shape {tuple(z.shape)}, got {tuple(t.shape)}")
+        check_same_device("z", z, **{name: t})
+        check_tensor(name, t)
+    return _leapfrog(log_prob, z, p, _step_sizes(step_size, z), num_steps, grad)
+
+
+def _leapfrog(log_prob: LogProb, z: torch.Tensor, p: torch.Tensor, eps: torch.Tensor, num_steps: int,
+              grad: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`leapfrog` without the checks (``eps`` ``[C]``): :func:`sample`'s inner loop."""
+    eps = _bcast(eps, z)
+    g = _log_prob_and_grad(log_prob, z)[1] if grad is None else grad
     p = p + 0.5 * eps * g
     for i in range(num_steps):
         z = z + eps * p
-        lp, g = log_prob_and_grad(log_prob, z)
+        lp, g = _log_prob_and_grad(log_prob, z)
         p = p + (eps if i < num_steps - 1 else 0.5 * eps) * g
     return z, p, lp, g
 
 
 def hamiltonian(log_prob_value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """``H = -log_prob + |p|^2 / 2`` per chain: ``[C]`` from ``[C]`` and ``[C, *event]``."""
+    check_tensor("p", p, min_dims=1, finite=False)
+    check_tensor("log_prob_value", log_prob_value, dims=1, finite=False)
+    if log_prob_value.shape[0] != p.shape[0]:
+        raise ConfigError(f"log_prob_value must be [C] with p's C = {p.shape[0]} chains, got {tuple(log_prob_value.shape)}")
+    check_same_device("log_prob_value", log_prob_value, p=p)
+    return _hamiltonian(log_prob_value, p)
+
+
+def _hamiltonian(log_prob_value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return -log_prob_value + 0.5 * p.reshape(p.shape[0], -1).pow(2).sum(1)
-
-
-def _check_positive_int(name: str, v: object, allow_zero: bool = False) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} int, got {v!r}")
-    return v
 
 
 def sample(
@@ -148,38 +200,29 @@ def sample(
             evaluations; the chains are the same, it exists to benchmark the saving).
     Returns: :class:`HMCResult`.
     """
-    if not isinstance(init, torch.Tensor) or init.dim() < 1 or init.shape[0] < 1:
-        raise TypeError(f"init must be a tensor [C, *event] with C >= 1 chains, got {getattr(init, 'shape', type(init).__name__)}")
-    if not init.is_floating_point():
-        raise TypeError(f"init must be a floating-point tensor, got dtype {init.dtype}")
-    if not torch.isfinite(init).all():
-        raise ValueError("init must be finite (found NaN or Inf)")
-    _check_positive_int("num_samples", num_samples, allow_zero=True)
-    _check_positive_int("burn_in", burn_in, allow_zero=True)
-    _check_positive_int("num_leapfrog", num_leapfrog)
+    _check_log_prob(log_prob)
+    _check_chains("init", init)
+    check_int("num_samples", num_samples, 0)
+    check_int("burn_in", burn_in, 0)
+    check_int("num_leapfrog", num_leapfrog)
     if num_samples + burn_in == 0:
-        raise ValueError("num_samples + burn_in must be >= 1")
-    if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        raise ConfigError("num_samples + burn_in must be >= 1")
+    check_number("target_accept", target_accept, low=0.0, high=1.0)
     c = init.shape[0]
-    eps = torch.as_tensor(step_size, dtype=init.dtype, device=init.device).detach().clone()
-    if eps.dim() == 0:
-        eps = eps.expand(c).clone()
-    if eps.shape != (c,) or not torch.isfinite(eps).all() or not (eps > 0).all():
-        raise ValueError(f"step_size must be > 0 and finite, a float or a [C] = [{c}] tensor, got {step_size!r}")
+    eps = _step_sizes(step_size, init)
 
     log_eps = eps.log()  # Robbins-Monro state (per chain)
     z = init.detach().clone()
-    lp, grad = log_prob_and_grad(log_prob, z)  # of the current state, per chain
+    lp, grad = _log_prob_and_grad(log_prob, z)  # of the current state, per chain
     if not torch.isfinite(lp).all():
-        raise ValueError("log_prob(init) must be finite for every chain")
+        raise ConfigError("log_prob(init) must be finite for every chain")
     draws, draw_lp = [], []
     accepted = torch.zeros(c, dtype=init.dtype, device=init.device)
     burn_acc = torch.zeros(c, dtype=init.dtype, device=init.device)
     for it in range(burn_in + num_samples):
         p0 = torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
-        z_new, p_new, lp_new, grad_new = leapfrog(log_prob, z, p0, eps, num_leapfrog, grad=grad if reuse_grad else None)
-        log_ratio = hamiltonian(lp, p0) - hamiltonian(lp_new, p_new)  # [C]
+        z_new, p_new, lp_new, grad_new = _leapfrog(log_prob, z, p0, eps, num_leapfrog, grad if reuse_grad else None)
+        log_ratio = _hamiltonian(lp, p0) - _hamiltonian(lp_new, p_new)  # [C]
         log_ratio = torch.where(torch.isfinite(log_ratio), log_ratio, torch.full_like(log_ratio, -math.inf))
         accept_prob = log_ratio.clamp(max=0.0).exp()  # [C]
         u = torch.rand(c, dtype=z.dtype, device=z.device, generator=generator)
@@ -215,11 +258,10 @@ def effective_sample_size(samples: torch.Tensor) -> torch.Tensor:
     Returns: ``[*event]`` ESS in [0, S*C]; iid draws give about S*C, an AR(1) chain with correlation rho
     about S*C*(1 - rho)/(1 + rho).
     """
-    if not isinstance(samples, torch.Tensor) or samples.dim() < 2:
-        raise ValueError(f"samples must be a tensor [S, C, *event], got {getattr(samples, 'shape', type(samples).__name__)}")
+    check_tensor("samples", samples, min_dims=2)
     s, c = samples.shape[:2]
     if s < 4:
-        raise ValueError(f"samples needs at least 4 draws per chain, got S = {s}")
+        raise ConfigError(f"samples needs at least 4 draws per chain, got S = {s}")
     x = samples.double().reshape(s, c, -1)  # [S, C, E]
     x = x - x.mean(0, keepdim=True)
     n_fft = 1 << (2 * s - 1).bit_length()

@@ -11,14 +11,21 @@ Conventions (DESIGN.md section 3):
   the image size or batch size.
 * Names: MR = MCMLE and proxy MR = MLMM (the review version of the MR-GAN paper uses the latter).
 
-Bad input raises ``ValueError`` naming the argument and what was expected.
+Bad input raises ``ValueError`` or ``TypeError`` (:mod:`minilib.errors` subclasses) naming the argument and what
+was expected: wrong shapes, K too small, empty or integer tensors, tensors on different devices. NaN / Inf inputs are
+refused when they are CPU tensors; on an accelerator that check would cost a device sync on every training step, so
+there a non-finite input gives a non-finite loss and :class:`minilib.train.Trainer` stops the run (keeping the last
+good checkpoint).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .errors import ConfigError, ConfigTypeError, check_number, check_same_device, check_tensor
 
 __all__ = [
     "DISTS",
@@ -39,38 +46,43 @@ GAN_KINDS = ("nonsaturating", "lsgan", "hinge")
 # --------------------------------------------------------------------------------------------- checks
 def _check_dist(dist: str) -> str:
     if dist not in DISTS:
-        raise ValueError(f"dist must be one of {DISTS}, got {dist!r}")
+        raise ConfigError(f"dist must be one of {DISTS}, got {dist!r}")
     return dist
 
 
 def _check_order(order: int) -> int:
-    if order not in (1, 2):
-        raise ValueError(f"order must be 1 (first moment) or 2 (first and second moments), got {order!r}")
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ConfigError(f"order must be 1 (first moment) or 2 (first and second moments), got {order!r}")
     return order
 
 
-def _check_tensor(name: str, t: object) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    return t
+def _check_tensor(name: str, t: object, min_dims: int | None = None) -> torch.Tensor:
+    """A non-empty floating tensor; NaN / Inf refused on CPU (on an accelerator that would cost a device sync per
+    step: a non-finite input there gives a non-finite loss, which the Trainer's guard stops on)."""
+    return check_tensor(name, t, min_dims=min_dims, finite="cpu")
 
 
 def _check_samples(samples: torch.Tensor, min_k: int) -> torch.Tensor:
-    _check_tensor("samples", samples)
+    if not isinstance(samples, torch.Tensor):
+        raise ConfigTypeError(f"samples must be a torch.Tensor [B, K, *event], got {type(samples).__name__}")
     if samples.dim() < 2:
-        raise ValueError(f"samples must be [B, K, *event] (at least 2 dims), got shape {tuple(samples.shape)}")
+        raise ConfigError(f"samples must be [B, K, *event] (at least 2 dims), got shape {tuple(samples.shape)}")
     if samples.shape[1] < min_k:
-        raise ValueError(
+        raise ConfigError(
             f"samples needs K >= {min_k} samples per input along dim 1 for this statistic, "
             f"got K = {samples.shape[1]} (shape {tuple(samples.shape)})"
         )
-    return samples
+    return _check_tensor("samples", samples)
 
 
-def _check_same_shape(name: str, t: torch.Tensor, ref_name: str, ref_shape: Sequence[int]) -> None:
-    _check_tensor(name, t)
-    if tuple(t.shape) != tuple(ref_shape):
-        raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref_shape)}, got {tuple(t.shape)}")
+def _check_like(name: str, t: object, ref_name: str, ref: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``t`` is a tensor of ``shape`` on ``ref``'s device (then the checks of :func:`_check_tensor`)."""
+    if not isinstance(t, torch.Tensor):
+        raise ConfigTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if tuple(t.shape) != tuple(shape):
+        raise ConfigError(f"{name} must have the shape of {ref_name} {tuple(shape)}, got {tuple(t.shape)}")
+    check_same_device(ref_name, ref, **{name: t})
+    return _check_tensor(name, t)
 
 
 # --------------------------------------------------------------------------------------------- moments
@@ -116,8 +128,8 @@ def mle_loss(center: torch.Tensor, log_dispersion: torch.Tensor, y: torch.Tensor
     """
     _check_dist(dist)
     _check_tensor("y", y)
-    _check_same_shape("center", center, "y", y.shape)
-    _check_same_shape("log_dispersion", log_dispersion, "y", y.shape)
+    _check_like("center", center, "y", y, y.shape)
+    _check_like("log_dispersion", log_dispersion, "y", y, y.shape)
     if dist == "gaussian":
         return (0.5 * (y - center) ** 2 * torch.exp(-log_dispersion) + 0.5 * log_dispersion).mean()
     return ((y - center).abs() * torch.exp(-log_dispersion) + log_dispersion).mean()
@@ -142,12 +154,11 @@ def mr_loss(
             NaN or infinite; the floor keeps it finite (and large). It never binds for spread-out samples.
     Returns: scalar mean over elements (and over the K targets for Laplace).
     """
-    if not min_dispersion >= 0:
-        raise ValueError(f"min_dispersion must be >= 0, got {min_dispersion}")
+    check_number("min_dispersion", min_dispersion, low=0.0, low_open=False)
     _check_dist(dist)
     _check_order(order)
     _check_samples(samples, 1 if (dist == "gaussian" and order == 1) else 2)
-    _check_same_shape("y", y, "samples[:, 0]", samples[:, 0].shape)
+    _check_like("y", y, "samples[:, 0]", samples, samples[:, 0].shape)
     if dist == "gaussian":
         mean = samples.mean(dim=1)  # [B, *event]
         if order == 1:
@@ -192,11 +203,11 @@ def proxy_mr_loss(
     _check_order(order)
     _check_samples(samples, 1 if (dist == "gaussian" and order == 1) else 2)
     event_shape = samples[:, 0].shape
-    _check_same_shape("pred_center", pred_center, "samples[:, 0]", event_shape)
+    _check_like("pred_center", pred_center, "samples[:, 0]", samples, event_shape)
     if order == 2:
         if pred_log_dispersion is None:
-            raise ValueError("pred_log_dispersion is required for order=2 (second-moment matching)")
-        _check_same_shape("pred_log_dispersion", pred_log_dispersion, "samples[:, 0]", event_shape)
+            raise ConfigError("pred_log_dispersion is required for order=2 (second-moment matching)")
+        _check_like("pred_log_dispersion", pred_log_dispersion, "samples[:, 0]", samples, event_shape)
     pred_center = pred_center.detach()
     if dist == "gaussian":
         first = ((pred_center - samples.mean(dim=1)) ** 2).mean()
@@ -213,12 +224,19 @@ def proxy_mr_loss(
 
 
 # --------------------------------------------------------------------------------------------- others
-def _flat_noise(z: torch.Tensor | Sequence[torch.Tensor], name: str) -> torch.Tensor:
-    if isinstance(z, torch.Tensor):
-        return z.reshape(z.shape[0], -1)
-    if isinstance(z, (tuple, list)) and z and all(isinstance(t, torch.Tensor) for t in z):
-        return torch.cat([t.reshape(t.shape[0], -1) for t in z], dim=1)
-    raise TypeError(f"{name} must be a tensor or a non-empty tuple of tensors (multi-scale noise), got {type(z).__name__}")
+def _flat_noise(z: torch.Tensor | Sequence[torch.Tensor], name: str, ref: torch.Tensor) -> torch.Tensor:
+    """Noise (a tensor ``[N, ...]`` or a tuple of them) as ``[N, D]``, on ``y1``'s (``ref``) device."""
+    parts = [z] if isinstance(z, torch.Tensor) else list(z) if isinstance(z, (tuple, list)) else None
+    if not parts or not all(isinstance(t, torch.Tensor) for t in parts):
+        raise ConfigTypeError(f"{name} must be a tensor or a non-empty tuple of tensors (multi-scale noise), got "
+                              f"{type(z).__name__}{' (empty)' if isinstance(z, (tuple, list)) and not z else ''}")
+    for t in parts:
+        if t.dim() < 1 or t.shape[0] != parts[0].shape[0]:
+            raise ConfigError(f"{name}'s noise maps must share their batch size (dim 0), got "
+                              f"{[tuple(p.shape) for p in parts]}")
+        check_same_device("y1", ref, **{name: t})
+        _check_tensor(name, t)
+    return torch.cat([t.reshape(t.shape[0], -1) for t in parts], dim=1)
 
 
 def mode_seeking_loss(
@@ -235,19 +253,26 @@ def mode_seeking_loss(
 
     Args:
         y1, y2: ``[B, *event]`` outputs for the same inputs and two noise draws.
-        z1, z2: the two noise draws (tensors ``[B, ...]`` or tuples of them for multi-scale noise).
+        z1, z2: the two noise draws (tensors ``[B, ...]`` or tuples of them for multi-scale noise); they must
+            differ: with ``z1 == z2`` the ratio is undefined (a ``ValueError`` on CPU; on an accelerator, where the
+            test would cost a device sync, the loss is NaN and the Trainer's guard stops).
         eps: keeps the loss finite when the outputs coincide.
     Returns: scalar.
     """
     _check_tensor("y1", y1)
-    _check_same_shape("y2", y2, "y1", y1.shape)
-    f1, f2 = _flat_noise(z1, "z1"), _flat_noise(z2, "z2")
+    _check_like("y2", y2, "y1", y1, y1.shape)
+    if z1 is z2:
+        raise ConfigError("z1 and z2 are the same tensor: mode seeking needs two different noise draws")
+    f1, f2 = _flat_noise(z1, "z1", y1), _flat_noise(z2, "z2", y1)
     if f1.shape != f2.shape:
-        raise ValueError(f"z2 must have the shape of z1 {tuple(f1.shape)}, got {tuple(f2.shape)}")
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    ratio = (y1 - y2).abs().mean() / (f1 - f2).abs().mean()
-    return 1.0 / (ratio + eps)
+        raise ConfigError(f"z2 must have the shape of z1 {tuple(f1.shape)}, got {tuple(f2.shape)}")
+    check_number("eps", eps, low=0.0)
+    z_dist = (f1 - f2).abs().mean()
+    if z_dist.device.type == "cpu" and not bool(z_dist > 0):
+        raise ConfigError("z1 and z2 are equal: mode seeking needs two different noise draws (the ratio "
+                          "|y1 - y2| / |z1 - z2| is undefined)")
+    ratio = (y1 - y2).abs().mean() / z_dist
+    return torch.where(z_dist > 0, 1.0 / (ratio + eps), torch.full_like(ratio, math.nan))
 
 
 def reconstruction_loss(pred: torch.Tensor, y: torch.Tensor, p: int = 1) -> torch.Tensor:
@@ -257,13 +282,14 @@ def reconstruction_loss(pred: torch.Tensor, y: torch.Tensor, p: int = 1) -> torc
     """
     _check_tensor("pred", pred)
     _check_tensor("y", y)
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 (ℓ1) or 2 (ℓ2), got {p!r}")
+    check_same_device("pred", pred, y=y)
+    if p not in (1, 2) or isinstance(p, bool):
+        raise ConfigError(f"p must be 1 (ℓ1) or 2 (ℓ2), got {p!r}")
     if pred.shape != y.shape:
         if pred.dim() == y.dim() + 1 and pred.shape[0] == y.shape[0] and pred.shape[2:] == y.shape[1:]:
             y = y.unsqueeze(1)  # [B, 1, *event] broadcast over the K samples
         else:
-            raise ValueError(f"pred must be [B, *event] or [B, K, *event] matching y {tuple(y.shape)}, got {tuple(pred.shape)}")
+            raise ConfigError(f"pred must be [B, *event] or [B, K, *event] matching y {tuple(y.shape)}, got {tuple(pred.shape)}")
     diff = pred - y
     return diff.abs().mean() if p == 1 else (diff**2).mean()
 
@@ -286,11 +312,11 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str = "nonsaturating", gene
     """
     _check_tensor("logits", logits)
     if kind not in GAN_KINDS:
-        raise ValueError(f"kind must be one of {GAN_KINDS}, got {kind!r}")
+        raise ConfigError(f"kind must be one of {GAN_KINDS}, got {kind!r}")
     if not isinstance(real, bool):
-        raise TypeError(f"real must be a bool (True: label 'real'), got {type(real).__name__}")
+        raise ConfigTypeError(f"real must be a bool (True: label 'real'), got {type(real).__name__}")
     if generator and not real:
-        raise ValueError("real must be True when generator=True: the generator wants its samples judged real")
+        raise ConfigError("real must be True when generator=True: the generator wants its samples judged real")
     if kind == "nonsaturating":
         target = torch.ones_like(logits) if real else torch.zeros_like(logits)
         return F.binary_cross_entropy_with_logits(logits, target)

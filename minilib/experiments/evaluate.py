@@ -9,6 +9,7 @@ NDB/JSD and FID.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,9 @@ from torch import nn
 
 from ..checkpoints import atomic_write_json
 from ..data.images import DatasetStream
-from ..metrics.diversity import DIVERSITY_PROTOCOLS, MissingWeightsError, lpips_diversity, pairwise_diversity, pixel_distance
+from ..errors import (ConfigError, ConfigTypeError, MinilibError, check_device, check_int, check_output_file, check_tensor,
+                      device_arg, existing_folder, nonnegative_int, output_file, positive_int)
+from ..metrics.diversity import DIVERSITY_PROTOCOLS, lpips_diversity, pairwise_diversity, pixel_distance
 from ..metrics.ndb import fit_ndb_bins, ndb_jsd
 from ..train import sample_k
 from .runs import load_run
@@ -34,8 +37,11 @@ def sample_protocol(G: nn.Module, x: torch.Tensor, k: int, seed: int = 0, chunk:
     Inputs go through :func:`minilib.train.sample_k` ``chunk`` at a time; the noise comes from one
     generator seeded with ``seed``, so the result does not depend on the device's global RNG.
     """
-    if not isinstance(k, int) or k < 1 or chunk < 1:
-        raise ValueError(f"k and chunk must be positive ints, got {k!r}, {chunk!r}")
+    check_int("k", k)
+    check_int("chunk", chunk)
+    if not isinstance(G, nn.Module) or not hasattr(G, "noise"):
+        raise ConfigTypeError(f"G must be a generator module with a noise(n, device, generator) method, got {type(G).__name__}")
+    check_tensor("x", x, min_dims=1, floating=False)
     was = G.training
     G.eval()
     dev = next(iter(G.parameters()), next(iter(G.buffers()), torch.empty(0))).device
@@ -56,9 +62,14 @@ def evaluate_run(run: str | Path, protocol: str = "mrgan", metric: str = "lpips"
     the inputs' ground truth (needs pytorch-fid's Inception weights).
     Returns the JSON-ready record :mod:`minilib.experiments.results` reads."""
     if protocol not in DIVERSITY_PROTOCOLS:
-        raise ValueError(f"protocol must be one of {sorted(DIVERSITY_PROTOCOLS)}, got {protocol!r}")
+        raise ConfigError(f"protocol must be one of {sorted(DIVERSITY_PROTOCOLS)}, got {protocol!r}")
     if metric not in ("lpips", "pixel"):
-        raise ValueError(f"metric must be 'lpips' or 'pixel', got {metric!r}")
+        raise ConfigError(f"metric must be 'lpips' or 'pixel', got {metric!r}")
+    check_int("num_inputs", num_inputs)
+    check_int("seed", seed, 0)
+    if ndb_k is not None:
+        check_int("ndb_k", ndb_k, 2)
+    check_device("device", device)
     t0 = time.perf_counter()
     loaded = load_run(run, device, data)
     spec, objective, G, built, step, meta = loaded.spec, loaded.objective, loaded.G, loaded.built, loaded.step, loaded.settings
@@ -87,12 +98,17 @@ def evaluate_run(run: str | Path, protocol: str = "mrgan", metric: str = "lpips"
 
         truth = built.to_image(x.cpu(), y.cpu())[1].clamp(0, 1)
         extra["fid"] = inception_fid(truth, images[:, 0], input_range="[0,1]", device=device)
-    return {**extra,
+    rec = {**extra,
         "task": spec.name, "objective": objective.name.split(":")[-1], "objective_detail": objective.describe(),
         "profile": meta["profile"], "step": step, "protocol": protocol, "num_inputs": n, "metric": div.metric,
         "diversity": div.to_dict(), "realism": None, "run": str(run), "seconds": round(time.perf_counter() - t0, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    undefined = [k for k, v in rec["diversity"].items() if isinstance(v, float) and not math.isfinite(v)]
+    if undefined:  # JSON has no NaN: these are written as null, and the record says why
+        rec["notes"] = [f"diversity {', '.join(undefined)} undefined (written as null): "
+                        + ("a confidence interval needs at least 2 inputs" if n < 2 else "non-finite distances")]
+    return rec
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,36 +116,40 @@ def _parser() -> argparse.ArgumentParser:
         "Score a training run (python -m minilib train --out RUN) with a named diversity protocol and write JSON.\n"
         "protocols: " + "; ".join(f"{n}: {q.source}" for n, q in DIVERSITY_PROTOCOLS.items())),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder holding run.json and checkpoint.pt")
+    p.add_argument("--run", required=True, type=existing_folder, help="run folder holding run.json and checkpoint.pt")
     p.add_argument("--protocol", default="mrgan", choices=sorted(DIVERSITY_PROTOCOLS))
     p.add_argument("--metric", default="lpips", choices=("lpips", "pixel"),
                    help="lpips (needs torchvision ImageNet backbone weights) or pixel (mean |a-b|, no weights)")
     p.add_argument("--net", default="alex", choices=("alex", "vgg", "squeeze"), help="LPIPS backbone (default alex)")
     p.add_argument("--version", default="0.1", choices=("0.0", "0.1"), help="LPIPS version (default 0.1)")
     p.add_argument("--backbone-weights", default=None, help="torchvision state-dict file for the LPIPS backbone")
-    p.add_argument("--num-inputs", type=int, default=300, help="validation inputs to score (paper: 300)")
-    p.add_argument("--data", default=None, help="dataset folder (default: the run's own --data or fixture)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ndb-k", type=int, default=None, help="also NDB/JSD with this many k-means bins (MSGAN: 50 on maps)")
+    p.add_argument("--num-inputs", type=positive_int, default=300, help="validation inputs to score (paper: 300)")
+    p.add_argument("--data", type=existing_folder, default=None, help="dataset folder (default: the run's own --data or fixture)")
+    p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--ndb-k", type=positive_int, default=None, help="also NDB/JSD with this many k-means bins (MSGAN: 50 on maps)")
     p.add_argument("--fid", action="store_true", help="also FID (needs pytorch-fid and its Inception weights)")
-    p.add_argument("--out", default=None, help="JSON path (default RUN/eval_<protocol>_<metric>.json)")
+    p.add_argument("--out", type=output_file, default=None, help="JSON path (default RUN/eval_<protocol>_<metric>.json)")
     return p
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m minilib evaluate ...``; returns the exit status (2 on a usage / missing-file error)."""
+    """``python -m minilib evaluate ...``; returns the exit status (2 on a bad flag, a missing or unreadable file).
+
+    Every flag and the output path are checked before the evaluation starts (``--out`` naming a folder is refused
+    then, not after minutes of scoring)."""
     a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        out = a.out or check_output_file("--out", Path(a.run) / f"eval_{a.protocol}_{a.metric}.json")
         rec = evaluate_run(a.run, a.protocol, a.metric, a.num_inputs, a.net, a.version, a.backbone_weights, a.data,
                            device, a.seed, a.ndb_k, a.fid)
-    except (FileNotFoundError, MissingWeightsError) as e:
+    except MinilibError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(a.out) if a.out else Path(a.run) / f"eval_{a.protocol}_{a.metric}.json"
     atomic_write_json(out, rec)
     d = rec["diversity"]
+    ci = f"[{d['ci_low']:.4f}, {d['ci_high']:.4f}]" if math.isfinite(d["ci_low"]) else "(no interval: one input)"
     print(f"{rec['task']} {rec['objective']}: {d['metric']} diversity ({a.protocol}, {rec['num_inputs']} inputs) "
-          f"= {d['mean']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}] -> {out}")
+          f"= {d['mean']:.4f} {ci} -> {out}")
     return 0

@@ -28,15 +28,13 @@ from typing import Callable
 
 import torch
 
+from ..errors import ConfigError, ConfigTypeError, MissingWeightsError, check_int, check_number, check_same_device, check_tensor
+
 __all__ = [
     "MissingWeightsError", "DiversityProtocol", "DIVERSITY_PROTOCOLS", "DiversityResult",
     "protocol_pairs", "to_signed_range", "pixel_distance", "LPIPSDistance", "load_lpips",
     "pairwise_diversity", "lpips_diversity",
 ]
-
-
-class MissingWeightsError(RuntimeError):
-    """Pretrained weights a metric needs are not on this machine (they download from the internet)."""
 
 
 # --------------------------------------------------------------------------- diversity protocols
@@ -52,10 +50,12 @@ class DiversityProtocol:
 
     def __post_init__(self) -> None:
         if self.pairing not in ("random", "consecutive"):
-            raise ValueError(f"pairing must be 'random' or 'consecutive', got {self.pairing!r}")
+            raise ConfigError(f"pairing must be 'random' or 'consecutive', got {self.pairing!r}")
+        check_int("num_samples", self.num_samples, 2)
+        check_int("num_pairs", self.num_pairs)
         max_pairs = self.num_samples - 1 if self.pairing == "consecutive" else self.num_samples * (self.num_samples - 1) // 2
-        if self.num_samples < 2 or not 1 <= self.num_pairs <= max_pairs:
-            raise ValueError(f"num_pairs must be in 1..{max_pairs} for num_samples={self.num_samples} ({self.pairing})")
+        if not 1 <= self.num_pairs <= max_pairs:
+            raise ConfigError(f"num_pairs must be in 1..{max_pairs} for num_samples={self.num_samples} ({self.pairing})")
 
 
 DIVERSITY_PROTOCOLS: dict[str, DiversityProtocol] = {
@@ -68,8 +68,8 @@ DIVERSITY_PROTOCOLS: dict[str, DiversityProtocol] = {
 def _protocol(protocol: str | DiversityProtocol) -> DiversityProtocol:
     if isinstance(protocol, DiversityProtocol):
         return protocol
-    if protocol not in DIVERSITY_PROTOCOLS:
-        raise ValueError(f"protocol must be one of {sorted(DIVERSITY_PROTOCOLS)} or a DiversityProtocol, got {protocol!r}")
+    if not isinstance(protocol, str) or protocol not in DIVERSITY_PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {sorted(DIVERSITY_PROTOCOLS)} or a DiversityProtocol, got {protocol!r}")
     return DIVERSITY_PROTOCOLS[protocol]
 
 
@@ -111,16 +111,16 @@ class DiversityResult:
 
 
 def to_signed_range(images: torch.Tensor, input_range: str = "[-1,1]", name: str = "samples") -> torch.Tensor:
-    """Check that ``images`` lie in ``input_range`` ("[-1,1]" or "[0,1]") and return them in [−1, 1]."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(images).__name__}")
+    """Check that ``images`` (floating, finite, non-empty) lie in ``input_range`` ("[-1,1]" or "[0,1]") and return
+    them in [−1, 1]."""
     ranges = {"[-1,1]": (-1.0, 1.0), "[0,1]": (0.0, 1.0)}
     if input_range not in ranges:
-        raise ValueError(f"input_range must be one of {list(ranges)}, got {input_range!r}")
+        raise ConfigError(f"input_range must be one of {list(ranges)}, got {input_range!r}")
+    check_tensor(name, images)  # NaN would pass a min / max test
     lo, hi = ranges[input_range]
     mn, mx = float(images.min()), float(images.max())
     if mn < lo - 1e-3 or mx > hi + 1e-3:
-        raise ValueError(f"{name} must lie in {input_range} (got min {mn:.3f}, max {mx:.3f}); "
+        raise ConfigError(f"{name} must lie in {input_range} (got min {mn:.3f}, max {mx:.3f}); "
                          f"pass input_range='[0,1]' for images in [0, 1]")
     return images * 2 - 1 if input_range == "[0,1]" else images
 
@@ -134,9 +134,18 @@ def _masked_mean(dist_map: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
 
 
 def pixel_distance(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None, p: int = 1) -> torch.Tensor:
-    """Mean |a−b|^p per image: ``a, b [N, C, H, W] -> [N]``, over the hole if ``mask [N,1,H,W]``."""
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p}")
+    """Mean |a−b|^p per image: ``a, b [N, C, H, W] -> [N]``, over the hole if ``mask [N,1,H,W]`` (0/1, a 1 in
+    every image)."""
+    if p not in (1, 2) or isinstance(p, bool):
+        raise ConfigError(f"p must be 1 or 2, got {p}")
+    check_tensor("a", a, dims=4)
+    check_tensor("b", b, dims=4)
+    if b.shape != a.shape:
+        raise ConfigError(f"b must have a's shape {tuple(a.shape)}, got {tuple(b.shape)}")
+    check_same_device("a", a, b=b)
+    if mask is not None:
+        mask = _check_mask(mask, a.shape[0], a.shape[2], a.shape[3])
+        check_same_device("a", a, mask=mask)
     return _masked_mean((a - b).abs().pow(p), mask)
 
 
@@ -184,16 +193,16 @@ def load_lpips(net: str = "alex", version: str = "0.1", backbone_weights: str | 
     ``random_backbone=True`` skips them: the numbers are then meaningless (plumbing tests only).
     """
     if net not in _BACKBONES:
-        raise ValueError(f"net must be one of {sorted(_BACKBONES)}, got {net!r}")
+        raise ConfigError(f"net must be one of {sorted(_BACKBONES)}, got {net!r}")
     if version not in ("0.0", "0.1"):
-        raise ValueError(f"version must be '0.0' or '0.1', got {version!r}")
+        raise ConfigError(f"version must be '0.0' or '0.1', got {version!r}")
+    if backbone_weights is not None and not Path(backbone_weights).is_file():
+        raise MissingWeightsError(f"backbone_weights file {backbone_weights} does not exist")
     import lpips
     import torchvision
 
     url = getattr(torchvision.models, _BACKBONES[net]).IMAGENET1K_V1.url
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    if backbone_weights is not None and not Path(backbone_weights).is_file():
-        raise MissingWeightsError(f"backbone_weights file {backbone_weights} does not exist")
     use_file = backbone_weights is not None or random_backbone
     if not use_file and not cached.is_file():
         raise MissingWeightsError(
@@ -211,7 +220,7 @@ def load_lpips(net: str = "alex", version: str = "0.1", backbone_weights: str | 
         own = {n: re.sub(r"^slice\d+\.", "features.", n) for n, _ in model.net.named_parameters()}
         missing = [v for v in own.values() if v not in state]
         if missing:
-            raise ValueError(f"backbone_weights is not a torchvision {net} state dict (missing {missing[:3]})")
+            raise ConfigError(f"backbone_weights is not a torchvision {net} state dict (missing {missing[:3]})")
         model.net.load_state_dict({n: state[k] for n, k in own.items()}, strict=False)
     model.eval().to(device)
     for prm in model.parameters():
@@ -220,15 +229,19 @@ def load_lpips(net: str = "alex", version: str = "0.1", backbone_weights: str | 
 
 
 def _check_mask(mask: torch.Tensor | None, b: int, h: int, w: int) -> torch.Tensor | None:
+    """``mask`` as ``[B, 1, H, W]`` floats, 0/1 with a 1 in every image (an all-zero mask has no distance)."""
     if mask is None:
         return None
+    check_tensor("mask", mask, floating=False)
+    if mask.device.type == "meta":
+        raise ConfigError("mask is on the meta device (shapes only, no values)")
     m = mask.float()
     while m.dim() < 4:
         m = m.unsqueeze(0)
-    if m.shape[1] != 1 or tuple(m.shape[2:]) != (h, w) or m.shape[0] not in (1, b):
-        raise ValueError(f"mask must be [H, W], [1, H, W] or [B, 1, H, W] with H, W = {h}, {w}; got {tuple(mask.shape)}")
+    if m.dim() != 4 or m.shape[1] != 1 or tuple(m.shape[2:]) != (h, w) or m.shape[0] not in (1, b):
+        raise ConfigError(f"mask must be [H, W], [1, H, W] or [B, 1, H, W] with H, W = {h}, {w}; got {tuple(mask.shape)}")
     if not ((m == 0) | (m == 1)).all() or (m.flatten(1).sum(1) == 0).any():
-        raise ValueError("mask must be 0/1 with at least one 1 (the hole) per input")
+        raise ConfigError("mask must be 0/1 with at least one 1 (the hole) per input")
     return m.expand(b, -1, -1, -1)
 
 
@@ -243,14 +256,19 @@ def pairwise_diversity(samples: torch.Tensor, protocol: str | DiversityProtocol 
     ``mask`` (1 = hole) restricts the score to the inpainted region.
     """
     p = _protocol(protocol)
-    if not isinstance(samples, torch.Tensor) or samples.dim() != 5:
-        raise ValueError(f"samples must be a [B, K, C, H, W] tensor, got {getattr(samples, 'shape', type(samples))}")
+    if isinstance(samples, torch.Tensor) and samples.dim() != 5:
+        raise ConfigError(f"samples must be a [B, K, C, H, W] tensor, got shape {tuple(samples.shape)}")
+    check_tensor("samples", samples)
     bsz, k, _, h, w = samples.shape
     if k != p.num_samples:
-        raise ValueError(f"protocol {p.name!r} needs K={p.num_samples} samples per input, got K={k}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise ConfigError(f"protocol {p.name!r} needs K={p.num_samples} samples per input, got K={k}")
+    check_number("confidence", confidence, low=0.0, high=1.0)
+    check_int("chunk", chunk)
+    if not callable(distance):
+        raise ConfigTypeError(f"distance must be a function (a, b, mask) -> [N], got {type(distance).__name__}")
     m = _check_mask(mask, bsz, h, w)
+    if m is not None:
+        check_same_device("samples", samples, mask=m)
     gen = torch.Generator().manual_seed(seed)
     pairs = torch.stack([protocol_pairs(p, gen) for _ in range(bsz)])  # [B, P, 2]
     rows = torch.arange(bsz)[:, None].expand(-1, p.num_pairs).reshape(-1)  # [B*P]

@@ -9,17 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError, check_int
 from .diversity import MissingWeightsError, to_signed_range
 from .ndb import _flat
 
 __all__ = ["gaussian_statistics", "frechet_distance", "frechet_distance_features", "digit_frechet_distance", "inception_fid"]
 
 
-def gaussian_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_statistics(features: torch.Tensor | np.ndarray, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[D]`` and unbiased covariance ``[D, D]`` (float64) of ``features [N, D]``, N ≥ 2."""
-    f = _flat(features, "features")
+    f = _flat(features, name)
     if len(f) < 2:
-        raise ValueError(f"features need at least 2 rows for a covariance, got {len(f)}")
+        raise ConfigError(f"{name} need at least 2 rows for a covariance, got {len(f)}")
     return f.mean(0), np.atleast_2d(np.cov(f, rowvar=False))
 
 
@@ -32,8 +33,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     d = mu1.shape[0]
-    if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"expected mu [D] and sigma [D, D] with equal D; got {mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}")
+    for name, a, want in (("mu1", mu1, (d,)), ("sigma1", s1, (d, d)), ("mu2", mu2, (d,)), ("sigma2", s2, (d, d))):
+        if a.shape != want:
+            raise ConfigError(f"{name} must have shape {want} (mu [D], sigma [D, D] with mu1's D = {d}), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ConfigError(f"{name} must be finite, found NaN or Inf")
 
     def sqrt_psd(a: np.ndarray) -> np.ndarray:
         w, v = np.linalg.eigh((a + a.T) / 2)
@@ -46,7 +50,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def frechet_distance_features(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets ``[N1, D]`` and ``[N2, D]``."""
-    return frechet_distance(*gaussian_statistics(f1), *gaussian_statistics(f2))
+    s1, s2 = gaussian_statistics(f1, "f1"), gaussian_statistics(f2, "f2")
+    if s2[0].shape != s1[0].shape:
+        raise ConfigError(f"f2 must have f1's feature size D = {s1[0].shape[0]}, got {s2[0].shape[0]}")
+    return frechet_distance(*s1, *s2)
 
 
 @torch.no_grad()
@@ -58,6 +65,8 @@ def digit_frechet_distance(images_a: torch.Tensor, images_b: torch.Tensor, class
 
     for name, t in (("images_a", images_a), ("images_b", images_b)):
         to_signed_range(t, "[-1,1]", name)
+        if t.dim() != 4 or tuple(t.shape[1:]) != (1, 8, 8):
+            raise ConfigError(f"{name} must be digits [N, 1, 8, 8], got {tuple(t.shape)}")
     clf = classifier if classifier is not None else get_digit_classifier(seed)
     return frechet_distance_features(clf.features(images_a.float()), clf.features(images_b.float()))
 
@@ -69,6 +78,11 @@ def inception_fid(images_a: torch.Tensor, images_b: torch.Tensor, input_range: s
     ``images [N, 3, H, W]``. Raises :class:`MissingWeightsError` (with instructions) when the
     package or its Inception weights are missing; they download from GitHub on first use.
     """
+    check_int("batch_size", batch_size)
+    for name, t in (("images_a", images_a), ("images_b", images_b)):
+        to_signed_range(t, input_range, name)
+        if t.dim() != 4 or t.shape[1] != 3:
+            raise ConfigError(f"{name} must be RGB images [N, 3, H, W], got {tuple(t.shape)}")
     try:
         from pytorch_fid import inception as pfi
     except ImportError as err:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import atomic_write
+from ..errors import ConfigError, ConfigTypeError, check_int, check_number
 
 __all__ = ["NDBBins", "NDBResult", "fit_ndb_bins", "ndb_jsd", "jensen_shannon"]
 
@@ -38,7 +39,7 @@ class NDBBins:
         """Index of the nearest centre for each sample ``[N, ...] -> [N]``."""
         x = _flat(samples, "samples")
         if x.shape[1] != self.centers.shape[1]:
-            raise ValueError(f"samples have {x.shape[1]} values each, bins were fitted on {self.centers.shape[1]}")
+            raise ConfigError(f"samples have {x.shape[1]} values each, bins were fitted on {self.centers.shape[1]}")
         d = (x ** 2).sum(1)[:, None] - 2 * x @ self.centers.T + (self.centers ** 2).sum(1)[None]  # [N, K]
         return d.argmin(1)
 
@@ -48,11 +49,19 @@ class NDBBins:
 
 
 def _flat(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    """``x [N, ...]`` (tensor or array, N >= 1, finite) as float64 ``[N, D]``; else an error naming ``name``."""
     if isinstance(x, torch.Tensor):
+        if x.device.type == "meta":
+            raise ConfigError(f"{name} is on the meta device (shapes only, no values)")
         x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray) or x.ndim < 2 or len(x) == 0:
-        raise TypeError(f"{name} must be a non-empty tensor/array [N, ...], got {type(x).__name__}")
-    return x.reshape(len(x), -1).astype(np.float64)
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        raise ConfigTypeError(f"{name} must be a numeric tensor or array [N, ...], got {type(x).__name__}")
+    if x.ndim < 2 or len(x) == 0 or x.size == 0:
+        raise ConfigError(f"{name} must be a non-empty [N, ...] with at least 2 dims, got shape {x.shape}")
+    out = x.reshape(len(x), -1).astype(np.float64)
+    if not np.isfinite(out).all():
+        raise ConfigError(f"{name} must be finite, found NaN or Inf")
+    return out
 
 
 def fit_ndb_bins(train: torch.Tensor | np.ndarray, k: int, seed: int = 0,
@@ -63,8 +72,8 @@ def fit_ndb_bins(train: torch.Tensor | np.ndarray, k: int, seed: int = 0,
     ``cache_dir`` the centres are cached under a hash of the data, K and seed (atomic write).
     """
     x = _flat(train, "train")
-    if not isinstance(k, int) or not 2 <= k <= len(x):
-        raise ValueError(f"k must be an int in 2..{len(x)} (number of training samples), got {k}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= len(x):
+        raise ConfigError(f"k must be an int in 2..{len(x)} (number of training samples), got {k}")
     path = None
     if cache_dir is not None:
         key = hashlib.sha1(x.tobytes() + f"|{k}|{seed}".encode()).hexdigest()[:16]
@@ -87,8 +96,11 @@ def fit_ndb_bins(train: torch.Tensor | np.ndarray, k: int, seed: int = 0,
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
     """JSD(p‖q) = ½KL(p‖m) + ½KL(q‖m), m = (p+q)/2, in nats (0 ≤ JSD ≤ ln 2)."""
     p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
-    if p.shape != q.shape or (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
-        raise ValueError("p and q must be non-negative histograms of the same shape")
+    for name, h in (("p", p), ("q", q)):
+        if h.ndim != 1 or not np.isfinite(h).all() or (h < 0).any() or h.sum() <= 0:
+            raise ConfigError(f"{name} must be a 1-D histogram of finite non-negative counts with a positive sum, got {h}")
+    if p.shape != q.shape:
+        raise ConfigError(f"q must have p's shape {p.shape}, got {q.shape}")
     p, q = p / p.sum(), q / q.sum()
     m = (p + q) / 2
     kl = lambda a: float(np.sum(a[a > 0] * np.log(a[a > 0] / m[a > 0])))
@@ -118,11 +130,12 @@ def ndb_jsd(bins: NDBBins, samples: torch.Tensor | np.ndarray, alpha: float = 0.
     z-test, z = (P − Q) / sqrt(p̄(1 − p̄)(1/N_train + 1/N_samples)) with pooled p̄; a bin counts
     when its two-sided p-value is below ``alpha``.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    check_number("alpha", alpha, low=0.0, high=1.0)
+    if not isinstance(bins, NDBBins):
+        raise ConfigTypeError(f"bins must be the NDBBins of fit_ndb_bins, got {type(bins).__name__}")
     from scipy import stats
 
-    n_s = len(samples)
+    n_s = len(_flat(samples, "samples"))
     q = bins.proportions(samples)
     p, n_t = bins.train_proportions, bins.num_train
     pooled = (p * n_t + q * n_s) / (n_t + n_s)

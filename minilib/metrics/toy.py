@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError, check_number, check_same_device, check_tensor
+
 __all__ = ["assign_modes", "mode_stats", "wasserstein_1d", "conditional_w1", "std_ratio"]
 
 
-def _tensor(name: str, t: object, dims: int | None = None) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if dims is not None and t.dim() != dims:
-        raise ValueError(f"{name} must have {dims} dims, got shape {tuple(t.shape)}")
+def _tensor(name: str, t: object, dims: int | None = None, ref: tuple[str, torch.Tensor] | None = None,
+            nonempty: bool = True) -> torch.Tensor:
+    """A finite tensor (integers allowed: counts and coordinates) as float, on ``ref``'s device if given."""
+    check_tensor(name, t, dims=dims, floating=False, nonempty=nonempty)
+    if ref is not None:
+        check_same_device(ref[0], ref[1], **{name: t})
+    if t.device.type == "meta":
+        raise ConfigError(f"{name} is on the meta device (shapes only, no values): metrics need values")
     return t.detach().float()
 
 
 def assign_modes(samples: torch.Tensor, modes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest mode of every sample: ``samples [N, d]``, ``modes [M, d]`` -> (index ``[N]`` long, distance ``[N]``)."""
-    samples, modes = _tensor("samples", samples, 2), _tensor("modes", modes, 2)
+    samples = _tensor("samples", samples, 2)
+    modes = _tensor("modes", modes, 2, ref=("samples", samples))
     if samples.shape[1] != modes.shape[1]:
-        raise ValueError(f"samples [N, d] and modes [M, d] need the same d, got {samples.shape[1]} and {modes.shape[1]}")
+        raise ConfigError(f"samples [N, d] and modes [M, d] need the same d, got {samples.shape[1]} and {modes.shape[1]}")
     dist = torch.cdist(samples, modes)  # [N, M]
     d, idx = dist.min(1)
     return idx, d
@@ -44,15 +50,17 @@ def mode_stats(samples: torch.Tensor, modes: torch.Tensor, weights: torch.Tensor
 
     Returns ``{"modes": captured count, "n_modes": M, "high_quality": fraction, "kl": float, "counts": [M]}``.
     """
-    samples, modes = _tensor("samples", samples, 2), _tensor("modes", modes, 2)
+    samples = _tensor("samples", samples, 2)
+    modes = _tensor("modes", modes, 2, ref=("samples", samples))
     m = modes.shape[0]
-    w = torch.full((m,), 1.0 / m) if weights is None else _tensor("weights", weights, 1)
+    w = torch.full((m,), 1.0 / m) if weights is None else _tensor("weights", weights, 1, ref=("samples", samples))
     if w.shape[0] != m:
-        raise ValueError(f"weights must have one entry per mode ({m}), got {w.shape[0]}")
-    if not std > 0 or not threshold > 0 or not 0 <= min_share <= 1:
-        raise ValueError(f"need std > 0, threshold > 0 and 0 <= min_share <= 1, got {std}, {threshold}, {min_share}")
-    if samples.shape[0] < 1:
-        raise ValueError("samples must hold at least one sample")
+        raise ConfigError(f"weights must have one entry per mode ({m}), got {w.shape[0]}")
+    if (w < 0).any() or abs(float(w.sum()) - 1.0) > 1e-4:
+        raise ConfigError(f"weights must be the modes' probabilities (>= 0, summing to 1), got {w.tolist()}")
+    check_number("std", std, low=0.0)
+    check_number("threshold", threshold, low=0.0)
+    check_number("min_share", min_share, low=0.0, high=1.0, low_open=False, high_open=False)
     idx, d = assign_modes(samples, modes)
     hq = d <= threshold * std
     n = samples.shape[0]
@@ -70,11 +78,13 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``W1 = integral |F_a(t) - F_b(t)| dt``, computed on the merged sorted support (N and M may differ).
     Shifting ``a`` by c gives ``W1 = |c|``. Returns ``[...]``.
     """
-    a, b = _tensor("a", a), _tensor("b", b)
-    if a.dim() < 1 or b.dim() < 1 or a.shape[:-1] != b.shape[:-1]:
-        raise ValueError(f"a [..., N] and b [..., M] need the same leading dims, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[-1] < 1 or b.shape[-1] < 1:
-        raise ValueError("a and b need at least one sample each along the last dim")
+    for name, t in (("a", a), ("b", b)):
+        if isinstance(t, torch.Tensor) and (t.dim() < 1 or t.shape[-1] < 1):
+            raise ConfigError(f"{name} must be [..., N] with N >= 1 samples along the last dim, got {tuple(t.shape)}")
+    a = _tensor("a", a)
+    b = _tensor("b", b, ref=("a", a))
+    if a.shape[:-1] != b.shape[:-1]:
+        raise ConfigError(f"a [..., N] and b [..., M] need the same leading dims, got {tuple(a.shape)} and {tuple(b.shape)}")
     a_s, b_s = a.sort(-1).values, b.sort(-1).values
     allv = torch.cat([a_s, b_s], -1).sort(-1).values  # [..., N + M]
     gaps = allv[..., 1:] - allv[..., :-1]  # [..., N + M - 1]
@@ -87,10 +97,13 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def conditional_w1(samples: torch.Tensor, true_samples: torch.Tensor) -> torch.Tensor:
     """Per-input W1 between generated and true p(y|x) for 1-D y: ``samples [T, K(, 1)]``, ``true_samples [T, N(, 1)]``
     -> ``[T]`` (the conditional Wasserstein distance of DESIGN.md section 7)."""
-    samples, true_samples = _tensor("samples", samples), _tensor("true_samples", true_samples)
+    samples = _tensor("samples", samples)
+    true_samples = _tensor("true_samples", true_samples, ref=("samples", samples))
     for name, t in (("samples", samples), ("true_samples", true_samples)):
         if not (t.dim() == 2 or (t.dim() == 3 and t.shape[2] == 1)):
-            raise ValueError(f"{name} must be [T, K] or [T, K, 1] (1-D y), got {tuple(t.shape)}")
+            raise ConfigError(f"{name} must be [T, K] or [T, K, 1] (1-D y), got {tuple(t.shape)}")
+    if true_samples.shape[0] != samples.shape[0]:
+        raise ConfigError(f"true_samples must have samples' T = {samples.shape[0]} inputs, got {tuple(true_samples.shape)}")
     s = samples.reshape(samples.shape[0], samples.shape[1])
     t = true_samples.reshape(true_samples.shape[0], true_samples.shape[1])
     return wasserstein_1d(s, t)
@@ -99,12 +112,13 @@ def conditional_w1(samples: torch.Tensor, true_samples: torch.Tensor) -> torch.T
 def std_ratio(samples: torch.Tensor, true_std: torch.Tensor) -> torch.Tensor:
     """Generated conditional std (unbiased, over K) / true conditional std: ``samples [T, K, d]``,
     ``true_std [T, d]`` -> ``[T, d]`` (1 is right; ~0 means the noise is ignored)."""
-    samples, true_std = _tensor("samples", samples, 3), _tensor("true_std", true_std, 2)
+    samples = _tensor("samples", samples, 3)
+    true_std = _tensor("true_std", true_std, 2, ref=("samples", samples))
     if samples.shape[1] < 2:
-        raise ValueError(f"samples needs K >= 2 samples per input for a std, got K = {samples.shape[1]}")
+        raise ConfigError(f"samples needs K >= 2 samples per input for a std, got K = {samples.shape[1]}")
     if true_std.shape != (samples.shape[0], samples.shape[2]):
-        raise ValueError(f"true_std must be [T, d] = {[samples.shape[0], samples.shape[2]]}, got {list(true_std.shape)}")
+        raise ConfigError(f"true_std must be [T, d] = {[samples.shape[0], samples.shape[2]]}, got {list(true_std.shape)}")
     if (true_std <= 0).any():
-        raise ValueError("true_std must be > 0 everywhere")
+        raise ConfigError("true_std must be > 0 everywhere")
     return samples.std(1) / true_std
 
