@@ -218,3 +218,81 @@ def test_prepare_help(capsys):
     with pytest.raises(SystemExit) as e:
         prepare_main(["--help"])
     assert e.value.code == 0 and "data/README.md" in capsys.readouterr().out
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    """An I;16 photo (values up to 65535) becomes 8 bits by scaling: mid-grey stays mid-grey (PIL's convert("RGB")
+    clips every value above 255 to white)."""
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    path = tmp_path / "photo16.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I")
+    img = np.asarray(D.load_image(path))
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert (img == 255).mean() < 0.01  # not white
+    assert np.abs(img[..., 0].astype(float) - ramp / 257.0).max() <= 0.51
+    floats = tmp_path / "float.tiff"
+    Image.fromarray(np.random.default_rng(0).random((8, 8)).astype(np.float32)).save(floats)
+    with pytest.raises(D.DataError, match=r"float.tiff.*floating-point"):
+        D.load_image(floats)
+
+
+def test_decompression_bomb_is_a_data_error_naming_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 > 2 x 100: PIL refuses to decode it
+    with pytest.raises(D.DataError, match=r"bomb\.png.*too large"):
+        D.load_image(path)
+
+
+def test_data_error_is_the_one_minilib_error():
+    from minilib import errors
+
+    assert D.DataError is errors.DataError
+    assert issubclass(D.DataError, errors.MinilibError) and issubclass(D.DataError, FileNotFoundError)
+
+
+@pytest.mark.parametrize("name", ["../outside.jpg", "img/../../outside.jpg", "ABSOLUTE"])
+def test_celeba_list_cannot_name_files_outside_the_dataset(tmp_path, name, capsys):
+    """prepare copied any listed file into its output: a list naming ../x.jpg or an absolute path is refused, and
+    nothing is written."""
+    src = make_celeba(tmp_path / "src", n=5)
+    secret = tmp_path / "outside.jpg"
+    secret.write_bytes((src / "img_align_celeba" / "000001.jpg").read_bytes())
+    listed = str(secret) if name == "ABSOLUTE" else name
+    lines = (src / "list_eval_partition.txt").read_text().splitlines()
+    (src / "list_eval_partition.txt").write_text("\n".join(lines + [f"{listed} 0"]) + "\n")
+    assert prepare_main(["celeba", "--src", str(src), "--dst", str(tmp_path / "dst"), "--size", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "outside" in err and listed in err
+    assert not (tmp_path / "dst").exists()
+    with pytest.raises(D.DataError, match="outside"):
+        D.celeba_split(src, "train")
+
+
+def test_prepare_refuses_escaping_symlinks(tmp_path, capsys):
+    src = make_celeba(tmp_path / "src", n=5)
+    (tmp_path / "private").mkdir()
+    target = tmp_path / "private" / "x.jpg"
+    target.write_bytes((src / "img_align_celeba" / "000001.jpg").read_bytes())
+    (src / "img_align_celeba" / "000001.jpg").unlink()
+    (src / "img_align_celeba" / "000001.jpg").symlink_to(target)
+    assert prepare_main(["celeba", "--src", str(src), "--dst", str(tmp_path / "dst"), "--size", "8"]) == 2
+    assert "outside --src" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["0", "-4", "x"])
+def test_prepare_size_must_be_positive(tmp_path, roots, size, capsys):
+    with pytest.raises(SystemExit) as e:
+        prepare_main(["celeba", "--src", str(roots["celeba"]), "--dst", str(tmp_path / "d"), "--size", size])
+    assert e.value.code == 2 and "--size" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_prepare_dst_may_not_be_or_lie_inside_src(tmp_path, capsys):
+    src = make_celeba(tmp_path / "src", n=5)
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    for dst in (src, src / "out", src / "img_align_celeba"):
+        assert prepare_main(["celeba", "--src", str(src), "--dst", str(dst), "--size", "8"]) == 2
+        assert "--dst" in capsys.readouterr().err
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before

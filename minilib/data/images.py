@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError
+
 __all__ = ["DataError", "PairedImages", "CelebASR", "CelebAInpaint", "DatasetStream", "load_image", "channel_stats",
            "celeba_split", "find_pairs", "LAYOUTS"]
 
@@ -32,10 +34,6 @@ README = "data/README.md"
 
 
 EXTS = (".png", ".jpg", ".jpeg")
-
-
-class DataError(FileNotFoundError):
-    """A dataset file is missing or unreadable; the message names the file and the expected layout."""
 
 
 LAYOUTS = {
@@ -53,15 +51,37 @@ def _err(dataset: str, what: str) -> DataError:
 
 
 def load_image(path: str | Path, dataset: str = "cityscapes") -> Image.Image:
-    """Open an image as RGB, raising :class:`DataError` naming the file if it is missing or corrupt."""
+    """Open an image as 8-bit RGB, raising :class:`DataError` naming the file if it is missing, corrupt, too large
+    (PIL's decompression-bomb limit) or in a mode with no faithful 8-bit view (32-bit integer or float pixels).
+
+    16-bit images (``I;16`` greyscale PNGs) are scaled to 8 bits (``v * 255 / 65535``), not clipped at 255."""
     path = Path(path)
     if not path.is_file():
         raise _err(dataset, f"missing image file {path}")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")  # forces a full decode: truncated files fail here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            return _to_rgb8(im, path, dataset)  # forces a full decode: truncated files fail here
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise _err(dataset, f"image file {path} is too large to decode safely ({e})") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as e:
         raise _err(dataset, f"corrupt image file {path} ({e})") from e
+
+
+def _to_rgb8(im: Image.Image, path: Path, dataset: str) -> Image.Image:
+    """``im`` as 8-bit RGB; 16-bit greyscale scaled down; modes without an 8-bit meaning refused."""
+    if im.mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.float64)  # uint16 values 0..65535
+        return Image.fromarray(np.round(a * (255.0 / 65535.0)).astype(np.uint8)).convert("RGB")
+    if im.mode in ("I", "F"):
+        a = np.asarray(im)
+        bits = 16 if im.format == "PNG" and im.mode == "I" else None  # PNG stores 16-bit greyscale as "I" in some PILs
+        if bits is None or a.min() < 0 or a.max() > 65535:
+            raise _err(dataset, f"image file {path} has {'32-bit integer' if im.mode == 'I' else 'floating-point'} "
+                                "pixels, which have no 8-bit meaning; convert it to 8-bit RGB (e.g. PNG or JPEG)")
+        return Image.fromarray(np.round(a.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -201,8 +221,12 @@ def celeba_split(root: str | Path, split: str) -> list[Path]:
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
             raise _err("celeba", f"malformed line {n} of {part}: {line!r} (expected '<file> <0|1|2>')")
+        name = Path(fields[0])
+        if name.is_absolute() or ".." in name.parts or "\\" in fields[0]:
+            raise _err("celeba", f"line {n} of {part} names {fields[0]!r}, outside {root / 'img_align_celeba'}: "
+                                 "files must be plain names inside that folder")
         if fields[1] == codes[split]:
-            files.append(root / "img_align_celeba" / fields[0])
+            files.append(root / "img_align_celeba" / name)
     if not files:
         raise _err("celeba", f"no {split} images listed in {part}")
     return files
