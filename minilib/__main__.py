@@ -64,12 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     A :class:`~minilib.errors.MinilibError` becomes ``error: <message>`` on stderr and status 2; with ``--debug`` in
     ``argv`` or ``MINILIB_DEBUG=1`` in the environment it propagates with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get("MINILIB_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
-    if debug:
-        return _dispatch(argv)
-    from .errors import MinilibError
+    if "--debug" in argv:  # commands that print their own errors read MINILIB_DEBUG too
+        argv = [a for a in argv if a != "--debug"]
+        old = os.environ.get("MINILIB_DEBUG")
+        os.environ["MINILIB_DEBUG"] = "1"
+        try:
+            return _dispatch(argv)
+        finally:
+            if old is None:
+                os.environ.pop("MINILIB_DEBUG", None)
+            else:
+                os.environ["MINILIB_DEBUG"] = old
+    from .errors import MinilibError, debug_enabled
 
+    if debug_enabled():
+        return _dispatch(argv)
     try:
         return _dispatch(argv)
     except MinilibError as e:

@@ -41,7 +41,7 @@ __all__ = [
     "MinilibError", "ConfigError", "NonFiniteError", "ConfigTypeError", "CheckpointError", "MissingFileError",
     "DataError", "TrainingDiverged", "MissingWeightsError",
     "check_tensor", "check_same_device", "check_int", "check_number", "check_device", "check_output_folder",
-    "check_output_file", "positive_int", "nonnegative_int", "device_arg", "output_folder", "output_file", "existing_folder",
+    "check_output_file", "debug_enabled", "positive_int", "nonnegative_int", "device_arg", "output_folder", "output_file", "existing_folder",
 ]
 
 
@@ -79,6 +79,12 @@ class TrainingDiverged(MinilibError, FloatingPointError):
 
 class MissingWeightsError(MinilibError, RuntimeError):
     """Pretrained weights a metric needs are not on this machine (they download from the internet)."""
+
+
+def debug_enabled() -> bool:
+    """True when ``MINILIB_DEBUG`` is set (not "" or "0"; ``python -m minilib --debug`` sets it): commands then let
+    a :class:`MinilibError` propagate with its traceback instead of printing it."""
+    return os.environ.get("MINILIB_DEBUG", "") not in ("", "0")
 
 
 # ------------------------------------------------------------------------------------------ library arguments

@@ -26,7 +26,7 @@ def test_sample_protocol_shape_seed_and_mode():
     assert a.shape == (5, 20, 1, 5, 8) and G.training  # mode restored
     assert torch.equal(a, sample_protocol(G, x, 20, seed=1, chunk=2))
     assert not torch.equal(a, sample_protocol(G, x, 20, seed=2, chunk=2))
-    with pytest.raises(ValueError, match="k and chunk"):
+    with pytest.raises(ValueError, match="k must be a positive int"):
         sample_protocol(G, x, 0)
 
 

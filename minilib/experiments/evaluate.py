@@ -21,7 +21,7 @@ from torch import nn
 from ..checkpoints import atomic_write_json
 from ..data.images import DatasetStream
 from ..errors import (ConfigError, ConfigTypeError, MinilibError, check_device, check_int, check_output_file, check_tensor,
-                      device_arg, existing_folder, nonnegative_int, output_file, positive_int)
+                      debug_enabled, device_arg, existing_folder, nonnegative_int, output_file, positive_int)
 from ..metrics.diversity import DIVERSITY_PROTOCOLS, lpips_diversity, pairwise_diversity, pixel_distance
 from ..metrics.ndb import fit_ndb_bins, ndb_jsd
 from ..train import sample_k
@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         "Score a training run (python -m minilib train --out RUN) with a named diversity protocol and write JSON.\n"
         "protocols: " + "; ".join(f"{n}: {q.source}" for n, q in DIVERSITY_PROTOCOLS.items())),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, type=existing_folder, help="run folder holding run.json and checkpoint.pt")
+    p.add_argument("--run", required=True, help="run folder holding run.json and checkpoint.pt")
     p.add_argument("--protocol", default="mrgan", choices=sorted(DIVERSITY_PROTOCOLS))
     p.add_argument("--metric", default="lpips", choices=("lpips", "pixel"),
                    help="lpips (needs torchvision ImageNet backbone weights) or pixel (mean |a-b|, no weights)")
@@ -145,6 +145,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         rec = evaluate_run(a.run, a.protocol, a.metric, a.num_inputs, a.net, a.version, a.backbone_weights, a.data,
                            device, a.seed, a.ndb_k, a.fid)
     except MinilibError as e:
+        if debug_enabled():
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     atomic_write_json(out, rec)

@@ -4,15 +4,20 @@ history; ``--resume`` continues exactly where a run stopped. ``python -m minilib
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from ..checkpoints import atomic_save, load_checkpoint
-from ..data.images import DataError, DatasetStream
-from ..objectives import preset_names
+from ..checkpoints import load_checkpoint
+from ..data.images import DatasetStream
+from ..errors import (CheckpointError, ConfigError, DataError, debug_enabled, device_arg, nonnegative_int,
+                      output_folder, positive_int)
+from ..objectives import Objective, preset_names
 from ..predictor import fit_predictor
 from ..train import Trainer, TrainingDiverged
 from .distributed import barrier, cleanup, init_from_env
@@ -23,13 +28,45 @@ __all__ = ["train_main"]
 
 
 def _fixture(spec: TaskSpec, run: RunFolder) -> Path:
-    """The run's own tiny dataset in the real layout (smoke runs without ``--data``), generated once."""
+    """The run's own tiny dataset in the real layout (smoke runs without ``--data``), generated once: into a
+    temporary folder renamed into place when complete, so a kill mid-way leaves no half dataset behind."""
     root = run.fixture(spec.dataset)
     if not root.exists():
         if spec.fixture is None:
-            raise ValueError(f"task {spec.name!r} has no fixture: pass --data")
-        spec.fixture(root)
+            raise ConfigError(f"--data: task {spec.name!r} has no fixture to generate; pass its dataset folder")
+        tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        spec.fixture(tmp)
+        os.replace(tmp, root)
     return root
+
+
+def _check_resume(a: argparse.Namespace, run: RunFolder, spec: TaskSpec, profile: str, objective: Objective) -> None:
+    """Refuse (before anything is written) to continue a run with other settings, naming the flag that differs.
+
+    The checkpoint is the authority on the objective and seed; ``run.json`` on the task and profile."""
+    out = run.path
+    meta = run.settings() if run.settings_file.is_file() else None
+    ck = load_checkpoint(run.checkpoint, "cpu", mmap=True) if run.checkpoint.is_file() else {}
+
+    def refuse(flag: str, was: object, now: object) -> None:
+        raise ConfigError(f"{flag}: the run in {out} was trained with {was}, not {now}; resume it with the same "
+                          f"{flag}, or train into another --out")
+
+    if meta is not None and meta["task"].get("name") != spec.name:
+        refuse("--task", meta["task"].get("name"), spec.name)
+    if meta is not None and meta.get("profile") != profile:
+        refuse("--profile", meta.get("profile"), profile)
+    trained = ck.get("objective") or (meta or {}).get("objective")
+    if trained is not None and trained != asdict(objective):
+        if trained.get("name") != objective.name:
+            refuse("--objective", str(trained.get("name")).split(":")[-1], objective.name.split(":")[-1])
+        if trained.get("k") != objective.k:
+            refuse("--k", f"K = {trained.get('k')}", f"K = {objective.k}")
+        raise ConfigError(f"--objective: the run in {out} was trained with {trained}, not {asdict(objective)}")
+    seed = ck.get("stream", {}).get("seed", (meta or {}).get("config", {}).get("seed"))
+    if seed is not None and seed != a.seed:
+        refuse("--seed", seed, a.seed)
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -59,28 +96,35 @@ def _parser() -> argparse.ArgumentParser:
                    help="loss preset (default gan+pmr2); see minilib.objectives.preset_names()")
     p.add_argument("--data", default=None, help="dataset folder (layout: data/README.md). Optional with --profile "
                    "smoke: tiny fixture images are generated in OUT/fixture")
-    p.add_argument("--out", required=True, help="run folder for checkpoints, samples and history")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="run folder for checkpoints, samples and history (created if needed)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--profile", choices=("smoke", "full"), default=None,
                    help="full = the paper's networks and batches (GPU); smoke = tiny networks at low resolution "
                         "(CPU, seconds). Default: $MINILIB_PROFILE, else full with CUDA and --data, else smoke")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--steps", type=int, default=None, help="total training rounds (one round = the task's D and G "
-                   "updates); default 100000 full, 4 smoke")
-    p.add_argument("--predictor-steps", type=int, default=None, help="max predictor steps for proxy MR "
+    p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--steps", type=positive_int, default=None, help="total training rounds (one round = the task's D "
+                   "and G updates); default 100000 full, 4 smoke")
+    p.add_argument("--predictor-steps", type=positive_int, default=None, help="max predictor steps for proxy MR "
                    "(default 20000 full, 4 smoke; early stop on validation loss)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="rounds between checkpoints (default 500 full, 1 smoke)")
-    p.add_argument("--sample-every", type=int, default=None, help="rounds between sample grids (default 1000; smoke: at the end)")
-    p.add_argument("--k", type=int, default=None, help="override the task's samples per input K")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
+                   help="rounds between checkpoints (default 500 full, 1 smoke)")
+    p.add_argument("--sample-every", type=positive_int, default=None,
+                   help="rounds between sample grids (default 1000; smoke: at the end)")
+    p.add_argument("--k", type=positive_int, default=None, help="override the task's samples per input K")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``python -m minilib train ...``: build the task, fit the predictor for proxy MR, train, checkpoint,
-    write sample grids and history; ``--resume`` continues exactly. Returns the exit status."""
+    write sample grids and history; ``--resume`` continues exactly. Returns the exit status.
+
+    Every flag, the data and (with ``--resume``) the run's compatibility are checked before anything is written:
+    a refused run leaves the folder as it was. Errors the user can fix raise a
+    :class:`~minilib.errors.MinilibError` (``python -m minilib`` prints it and exits 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
     if a.threads:
@@ -100,20 +144,35 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if ckpt.exists() and not a.resume:
         say(f"error: {out} already holds a run; pass --resume to continue it or choose another --out")
         return 2
+    if a.data is None and full:
+        say(f"error: --data is required with --profile full (the {spec.dataset} folder; see data/README.md)")
+        return 2
+    try:
+        objective = task_objective(spec, a.objective, **({"k": a.k} if a.k is not None else {}))
+    except ValueError as e:
+        raise ConfigError(f"--k {a.k}: {e}" if a.k is not None else f"--objective {a.objective}: {e}") from e
+    if a.resume:
+        _check_resume(a, run, spec, profile, objective)
+    if objective.needs_predictor and run.predictor.exists():
+        run.load_predictor(objective, "cpu")  # refuses a predictor fitted for another distribution
+    # validated: from here on the run folder changes
     out.mkdir(parents=True, exist_ok=True)
+    if info.is_main:
+        for p in run.remove_leftovers():
+            say(f"removed {p.name} (left by an interrupted run)")
     if a.data is None:
-        if full:
-            say(f"error: --data is required with --profile full (the {spec.dataset} folder; see data/README.md)")
-            return 2
         if info.is_main:
             _fixture(spec, run)
         barrier()
     root = Path(a.data) if a.data else run.fixture(spec.dataset)
-    objective = task_objective(spec, a.objective, **({"k": a.k} if a.k else {}))
     try:
         b = build(spec, root, profile, info.device, a.seed, objective, progress=not a.no_progress)
+        vx, vy = DatasetStream(b.val, a.seed + 3, shuffle=False).next(min(4, len(b.val)))
     except DataError as e:
-        say(f"error: {e}")
+        if debug_enabled():
+            raise
+        hint = f" (delete {root} to generate the fixture again)" if a.data is None else ""
+        say(f"error: {e}{hint}")
         return 2
     stream = DatasetStream(b.train, a.seed, rank=info.rank, world_size=info.world_size, workers=4 if full else 0)
     if info.is_main:
@@ -129,16 +188,19 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                                 batch_size=b.config.batch_size, val_every=500 if full else 2, config=b.config,
                                 progress=not a.no_progress)
             if info.is_main:
-                atomic_save({"P": P.state_dict(), "best_val": res["best_val"], "best_step": res["best_step"]}, ppath)
+                run.save_predictor(P, objective, res)
             say(f"predictor: best validation NLL {res['best_val']:.4f} at step {res['best_step']}")
         barrier()
-        P.load_state_dict(load_checkpoint(ppath, info.device)["P"])
+        try:
+            P.load_state_dict(run.load_predictor(objective, info.device)["P"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{ppath} does not fit the {spec.name} {profile} predictor ({str(e).splitlines()[0]}); "
+                                  "delete it to fit a new one") from e
     trainer = Trainer(b.G, b.D if objective.uses_discriminator else None, objective, b.config, P=P)
     if a.resume and ckpt.exists():
         trainer.load(ckpt, stream)
         say(f"resumed from {ckpt} at step {trainer.step}")
     run.samples.mkdir(exist_ok=True)
-    vx, vy = DatasetStream(b.val, a.seed + 3, shuffle=False).next(min(4, len(b.val)))
     vx = vx.to(trainer.device)
 
     def snapshot(t: Trainer) -> None:
@@ -156,8 +218,16 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         trainer.fit(stream, steps, callback=snapshot, callback_every=every, checkpoint=ckpt,
                     checkpoint_every=a.checkpoint_every or (500 if full else 1))
     except TrainingDiverged as e:
+        if debug_enabled():
+            raise
         say(f"error: {e}\nlast good checkpoint: {ckpt if ckpt.exists() else 'none yet'}")
         return 1
+    except DataError as e:
+        if debug_enabled():
+            raise
+        say(f"error: {e}\ntraining stopped at round {trainer.step}; last checkpoint: "
+            f"{ckpt if ckpt.exists() else 'none yet'} (fix the file, then continue with --resume)")
+        return 2
     finally:
         cleanup()
     if info.is_main:
