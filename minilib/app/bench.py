@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 
+from ..errors import positive_int
 from ..objectives import Objective, get_objective
 from .engine import MultiConfig, MultiTrainer
 from .view import ToyTask
@@ -32,10 +33,10 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     """``python -m minilib bench widgets``: N objectives batched vs one, and the app's end-to-end rate."""
     ap = argparse.ArgumentParser(prog="python -m minilib bench widgets", description=bench_main.__doc__)
     ap.add_argument("--objectives", default="gan,gan+l2,gan+mr2,gan+pmr2", help="comma-separated preset names")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--k", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    ap.add_argument("--hidden", type=int, default=64, help="MLP width (the app's default is 64)")
+    ap.add_argument("--steps", type=positive_int, default=2000)
+    ap.add_argument("--k", type=positive_int, default=8)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
+    ap.add_argument("--hidden", type=positive_int, default=64, help="MLP width (the app's default is 64)")
     ap.add_argument("--no-app", action="store_true", help="skip the end-to-end app run (training + live view)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

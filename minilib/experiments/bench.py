@@ -22,6 +22,7 @@ import torch
 from .. import hmc
 from ..data.images import DatasetStream
 from ..data.toys import ToyStream, make_dataset
+from ..errors import positive_int
 from ..nets.digits import DigitDiscriminator, DigitGenerator
 from ..nets.mlp import make_models
 from ..objectives import get_objective
@@ -39,9 +40,9 @@ def bench_toy_main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minilib bench toy", description=bench_toy_main.__doc__)
     ap.add_argument("--dataset", default="y-shape")
     ap.add_argument("--objectives", default="gan+l2,gan+mr1,gan+mr2,gan+pmr1,gan+pmr2,gan+mr2-laplace,gan+pmr2-laplace")
-    ap.add_argument("--steps", type=int, default=100, help="steps per timing round")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=positive_int, default=100, help="steps per timing round")
+    ap.add_argument("--rounds", type=positive_int, default=5)
+    ap.add_argument("--threads", type=positive_int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = make_dataset(args.dataset)
@@ -82,10 +83,10 @@ def bench_image_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minilib bench image", description=bench_image_main.__doc__)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--profile", choices=PROFILES, default="bench", help="network sizes (default: bench)")
-    p.add_argument("--batch", type=int, default=2, help="inputs per MR step (B); the baseline gets B*K")
-    p.add_argument("--repeats", type=int, default=10, help="timed steps per objective (min is kept)")
+    p.add_argument("--batch", type=positive_int, default=2, help="inputs per MR step (B); the baseline gets B*K")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per objective (min is kept)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     a = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     torch.set_num_threads(a.threads)
@@ -133,12 +134,12 @@ def bench_hmc_main(argv: Sequence[str] | None = None) -> int:
     old path, ``reuse_grad=False``) and reused from the accepted state, on the same posterior and chains;
     and the time of one PresGAN G step relative to a GAN step."""
     ap = argparse.ArgumentParser(prog="python -m minilib bench hmc", description=bench_hmc_main.__doc__)
-    ap.add_argument("--chains", type=int, default=64)
-    ap.add_argument("--draws", type=int, default=20)
-    ap.add_argument("--leapfrog", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=10, help="timed G steps per objective")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3, help="HMC timings per path, interleaved; the best is kept")
+    ap.add_argument("--chains", type=positive_int, default=64)
+    ap.add_argument("--draws", type=positive_int, default=20)
+    ap.add_argument("--leapfrog", type=positive_int, default=5)
+    ap.add_argument("--steps", type=positive_int, default=10, help="timed G steps per objective")
+    ap.add_argument("--threads", type=positive_int, default=1)
+    ap.add_argument("--repeats", type=positive_int, default=3, help="HMC timings per path, interleaved; the best is kept")
     args = ap.parse_args(list(argv or []))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
