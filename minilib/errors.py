@@ -144,10 +144,13 @@ def check_number(name: str, v: Any, *, low: float | None = None, high: float | N
     lo_ok = low is None or (x > low if low_open else x >= low)
     hi_ok = high is None or (x < high if high_open else x <= high)
     if math.isnan(x) or (finite and math.isinf(x)) or not (lo_ok and hi_ok):
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        cond = " and ".join(c for c in (lo, hi) if c) or "a real number"
-        raise ConfigError(f"{name} must be {'finite and ' if finite else ''}{cond}, got {v!r}")
+        if low == 0 and high is None:
+            want = "a positive number" if low_open else "a non-negative number"
+        else:
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            want = "a number " + " and ".join(c for c in (lo, hi) if c) if (lo or hi) else "a number"
+        raise ConfigError(f"{name} must be {want}{' (finite)' if finite else ''}, got {v!r}")
     return x
 
 
@@ -262,9 +265,17 @@ def check_output_file(name: str, path: str | os.PathLike) -> Path:
         raise ConfigError(f"{name}: {e}") from None
 
 
-output_folder = _argtype(_output_folder, "folder")
-output_folder.__doc__ = """argparse type: a folder that exists or can be created, and can be written."""
-output_file = _argtype(_output_file, "file")
+def _as_given(check: Callable[[str], Any]) -> Callable[[str], str]:
+    """``check`` the text, then return it unchanged (a flag's value keeps its type: a string)."""
+    def run(text: str) -> str:
+        check(text)
+        return text
+    return run
+
+
+output_folder = _argtype(_as_given(_output_folder), "folder")
+output_folder.__doc__ = """argparse type: a folder that exists or can be created, and can be written (the text as given)."""
+output_file = _argtype(_as_given(_output_file), "file")
 output_file.__doc__ = """argparse type: a file path (not a folder) whose folder exists or can be created, writable."""
-existing_folder = _argtype(_existing_folder, "folder")
-existing_folder.__doc__ = """argparse type: an existing folder."""
+existing_folder = _argtype(_as_given(_existing_folder), "folder")
+existing_folder.__doc__ = """argparse type: an existing folder (the text as given)."""

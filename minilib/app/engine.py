@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import losses as L
+from ..errors import NonFiniteError, TrainingDiverged
 from ..experiments.toys import toy_adam
 from ..objectives import Objective, generator_terms
 from ..predictor import fit_predictor
@@ -272,11 +273,16 @@ class MultiTrainer:
         """One round: ``d_steps`` D updates (if any slot has a GAN term), then ``g_steps`` G updates."""
         cfg = self.config.train
         d_loss: list[float] = []
-        if any(o.gan_weight > 0 for o in self.objectives):
-            for _ in range(cfg.d_steps):
-                d_loss = self.discriminator_step(*self.sampler(cfg.batch_size, self.rng))
-        for _ in range(cfg.g_steps):
-            g = self.generator_step(*self.sampler(cfg.g_batch_size, self.rng))
+        try:  # the losses refuse NaN / Inf inputs (CPU): as a NaN loss, the run diverged
+            if any(o.gan_weight > 0 for o in self.objectives):
+                for _ in range(cfg.d_steps):
+                    d_loss = self.discriminator_step(*self.sampler(cfg.batch_size, self.rng))
+            for _ in range(cfg.g_steps):
+                g = self.generator_step(*self.sampler(cfg.g_batch_size, self.rng))
+        except NonFiniteError as e:
+            names = ", ".join(o.name for o in self.objectives)
+            raise TrainingDiverged(f"a loss input became nan or inf at step {self.step} ({e}); objectives: {names}: "
+                                   "lower a weight or the learning rate") from e
         self.step += 1
         for i, hist in enumerate(self.history):
             hist["step"].append(float(self.step))
