@@ -204,6 +204,10 @@ def test_one_input_writes_null_and_a_note_not_nan(run, capsys):
     assert rec["diversity"]["ci_low"] is None and rec["diversity"]["ci_high"] is None
     assert any("ci_low" in n and "2 inputs" in n for n in rec["notes"])
     assert "no interval" in capsys.readouterr().out
+    from minilib.experiments.results import compare, load_results
+
+    rows = [r for r in compare("mrgan-table1", load_results(run.parent)) if r.get("ours diversity")]
+    assert rows and all("(no interval)" in r["ours diversity"] for r in rows)
 
 
 def test_malformed_run_json_names_the_file(run, capsys):

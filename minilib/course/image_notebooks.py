@@ -31,6 +31,7 @@ from ..checkpoints import atomic_write_json
 from ..experiments.evaluate import evaluate_run
 from ..experiments.image_tasks import TaskSpec, choose_profile, get_task
 from ..experiments.image_train import train_main
+from ..experiments.results import format_interval
 from ..experiments.runs import LoadedRun, RunFolder, load_run
 from ..losses import sample_moments
 from ..metrics.diversity import MissingWeightsError, load_lpips
@@ -297,7 +298,7 @@ def results_markdown(records: dict[str, dict[str, Any]]) -> str:
         d = r["diversity"]
         label = r["profile"] + (" (not comparable with the paper)" if r["profile"] == "smoke" else "")
         lines.append(f"| {name} | {label} | {r['step']} | {d['metric']} | {r['num_inputs']} | {d['mean']:.3g} | "
-                     f"[{d['ci_low']:.3g}, {d['ci_high']:.3g}] |")
+                     f"{format_interval(d, '.3g')} |")
     return "\n".join(lines)
 
 

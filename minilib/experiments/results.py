@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["PaperEntry", "PAPER_TABLES", "load_results", "format_value", "compare", "to_markdown", "to_html"]
+__all__ = ["PaperEntry", "PAPER_TABLES", "load_results", "format_value", "format_interval", "compare", "to_markdown",
+           "to_html"]
 
 Value = tuple[float, float | None]  # (value, ± as printed, or None)
 
@@ -100,6 +101,14 @@ def format_value(v: Value | None) -> str:
     return f"{v[0]}" + (f" ± {v[1]}" if v[1] is not None else "")
 
 
+def format_interval(d: dict[str, Any], fmt: str = ".4f") -> str:
+    """``[ci_low, ci_high]`` of a diversity record, or ``(no interval)`` where they are null / NaN (one input)."""
+    lo, hi = d.get("ci_low"), d.get("ci_high")
+    if not all(isinstance(v, (int, float)) and v == v for v in (lo, hi)):
+        return "(no interval)"
+    return f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
 def compare(table: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of ``table`` with the paper's values and ours: the latest matching record (same task,
     objective and protocol), preferring ``full``-profile runs. Unmatched rows say why they are empty."""
@@ -117,7 +126,7 @@ def compare(table: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if match:
             r = match[-1]
             d = r["diversity"]
-            row["ours diversity"] = f"{d['mean']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
+            row["ours diversity"] = f"{d['mean']:.4f} {format_interval(d, '.4f')}"
             row["ours metric"] = d["metric"]
             for m in spec["metrics"]:
                 if m != "diversity" and r.get(m) is not None:
