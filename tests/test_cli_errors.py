@@ -288,3 +288,16 @@ def test_sixteen_bit_png_dataset_trains(tmp_path):
     part.write_text(part.read_text().replace(".jpg", ".png"))
     y = D.CelebASR(data, "train", 16, flip=False)[0][1]
     assert -0.9 < float(y.mean()) < 0.9  # in [-1, 1], not all white (1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cli_resume_and_evaluate_on_cuda(tmp_path, celeba, capsys):
+    """The paper-sized runs resume on a GPU: train on CUDA, resume from the checkpoint (loaded onto the GPU), evaluate."""
+    out = tmp_path / "run"
+    rc, text = _cli(capsys, "train", *_argv(out, celeba, "--device", "cuda"))
+    assert rc == 0, text
+    rc, text = _cli(capsys, "train", *_argv(out, celeba, "--device", "cuda", "--resume", steps=4))
+    assert rc == 0 and "resumed from" in text, text
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
+    rc, text = _cli(capsys, "evaluate", "--run", str(out), "--metric", "pixel", "--num-inputs", "2", "--device", "cuda")
+    assert rc == 0, text
