@@ -27,6 +27,7 @@ from typing import Any, Callable, IO
 
 import math
 import warnings
+import zipfile
 
 import torch
 from torch import nn
@@ -103,6 +104,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted; delete it (a run "
                               "then starts over) or restore a copy")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its directory is written last
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): not a complete torch archive, so it is "
+                              "truncated (an interrupted copy or write) or not a checkpoint written by minilib")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, IndexError, ...
