@@ -113,7 +113,7 @@ def test_run_ring_smoke():
     from minilib.experiments.presgan_runs import run_ring
 
     r = run_ring("presgan", steps=2, num_eval=100)
-    assert r["samples"].shape == (100, 2) and 0 <= r["stats"]["modes"] <= r["coverage"]["modes"] <= 8
+    assert r["samples"].shape == (100, 2) and 0 <= r["modes"]["sharp_modes"] <= r["modes"]["covered"] <= 8
     assert r["sigma"].shape == (2,) and ((r["sigma"] >= 0.01) & (r["sigma"] <= 0.1)).all()
     with pytest.raises(ValueError, match="method"):
         run_ring("vae")
@@ -136,7 +136,7 @@ def test_run_rings_in_processes_equals_one_by_one():
         torch.set_num_threads(threads)
     there = run_rings(specs, workers=2)
     for a, b in zip(here, there):
-        assert torch.equal(a["samples"], b["samples"]) and a["coverage"] == b["coverage"]
+        assert torch.equal(a["samples"], b["samples"]) and a["modes"] == b["modes"]
     with pytest.raises(ValueError, match="method"):
         run_rings([dict(seed=0)])
 

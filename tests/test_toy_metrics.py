@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from minilib.metrics.toy import assign_modes, conditional_w1, mode_stats, std_ratio, wasserstein_1d
+from minilib.metrics.toy import assign_modes, coverage_radius, mode_coverage, conditional_w1, mode_stats, std_ratio, wasserstein_1d
 from minilib.data.toys import grid, ring
 
 
@@ -102,3 +102,22 @@ def test_bad_inputs():
         std_ratio(torch.zeros(3, 4, 1), torch.ones(2, 1))
     with pytest.raises(ValueError, match="1-D y"):
         conditional_w1(torch.zeros(3, 4, 2), torch.zeros(3, 4, 2))
+
+
+def test_mode_coverage_reports_covered_and_sharp_side_by_side():
+    """One criterion: covered (mass within the stated radius) and sharp (within 3 data std), with both radii."""
+    ds = ring()
+    assert coverage_radius(ds.modes, ds.std) == pytest.approx(0.2 * 4 * math.sin(math.pi / 8))  # a fifth of 1.53
+    g = torch.Generator().manual_seed(0)
+    blurred = ds.modes.repeat(250, 1) + 0.1 * torch.randn(2000, 2, generator=g)  # every mode, 5x the data's std
+    m = mode_coverage(blurred, ds.modes, ds.weights, ds.std)
+    assert m["covered"] == 8 and m["sharp_modes"] == 8 and m["sharp"] < 0.2 and m["kl"] < 0.01
+    assert (m["radius"], m["sharp_radius"]) == (pytest.approx(0.306, abs=1e-3), pytest.approx(0.06))
+    far = ds.modes[:4].repeat(500, 1) * 1.2  # four modes, but 0.4 outside the ring: nearest, never within the radius
+    m = mode_coverage(far, ds.modes, ds.weights, ds.std)
+    assert m["covered"] == 0 and m["sharp"] == 0.0 and m["kl"] == pytest.approx(math.log(2), abs=1e-5)
+    half = torch.cat([ds.modes[:4].repeat(250, 1), ds.modes.repeat(125, 1)])  # 4 modes hold 3/4 of the mass
+    assert mode_coverage(half, ds.modes, ds.weights, ds.std, min_share=0.6)["covered"] == 4
+    assert mode_coverage(half, ds.modes, ds.weights, ds.std, radius=0.01)["covered"] == 8  # exact points are within any radius
+    with pytest.raises(ValueError, match="radius"):
+        mode_coverage(half, ds.modes, radius=-1.0)

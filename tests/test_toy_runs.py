@@ -50,9 +50,10 @@ class OneModeRing(PerfectRing):
 
 def test_evaluate_toy_known_answers():
     m = evaluate_toy(PerfectRing(), ring())
-    assert m["modes"] == 8 and m["kl"] < 0.02 and m["high_quality"] > 0.97
+    assert m["covered"] == m["sharp_modes"] == 8 and m["kl"] < 0.02 and m["sharp"] > 0.97
+    assert m["sharp_radius"] == pytest.approx(0.06) and m["radius"] == pytest.approx(0.306, abs=1e-3)
     m = evaluate_toy(OneModeRing(), ring())
-    assert m["modes"] == 1 and abs(m["kl"] - torch.log(torch.tensor(8.0)).item()) < 1e-5
+    assert m["covered"] == 1 and abs(m["kl"] - torch.log(torch.tensor(8.0)).item()) < 1e-5
     y = evaluate_toy(PerfectY(), YShape(), n=8000)
     assert y["w1"] < 0.03 and abs(y["std_ratio_right"] - 1) < 0.1 and y["mid_fraction_right"] < 0.02
     # a generator that outputs the conditional mean (what ℓ2 learns): no spread, everything in the gap

@@ -263,7 +263,7 @@ def test_app_every_dataset_with_discriminator_heatmap(dataset):
     assert app.image.value != with_d
     keys = set(app.metrics[0])
     assert keys == ({"W1", "std ratio"} if dataset == "y-shape" else
-                    {"modes", "hq", "kl", "std ratio"} | ({"W1"} if dataset == "mixture-1d" else set()))
+                    {"covered", "sharp", "kl", "std ratio"} | ({"W1"} if dataset == "mixture-1d" else set()))
     assert app.snapshots[-1]["heat"].shape[0] == 2
 
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.toys import make_dataset
-from ..metrics.toy import conditional_w1, mode_stats, std_ratio, wasserstein_1d
+from ..metrics.toy import conditional_w1, mode_coverage, std_ratio, wasserstein_1d
 from .engine import MultiTrainer
 
 __all__ = ["ToyTask", "ToyView"]
@@ -98,8 +98,8 @@ class ToyTask:
         truth = ds.sample(4000, gen)[1]  # [4000, d]
         out = []
         for s in samples:
-            st = mode_stats(s, ds.modes, ds.weights, ds.std)
-            row = {"modes": float(st["modes"]), "hq": st["high_quality"], "kl": st["kl"],
+            st = mode_coverage(s, ds.modes, ds.weights, ds.std)
+            row = {"covered": float(st["covered"]), "sharp": st["sharp"], "kl": st["kl"],
                    "std ratio": float((s.std(0) / truth.std(0)).mean())}
             if self.kind == "1d":
                 row["W1"] = float(wasserstein_1d(s[:, 0], truth[:, 0]))

@@ -19,7 +19,7 @@ import torch.nn as nn
 from ..data.digits import StackedDigitStream, load_digits
 from ..data.toys import ToyStream, ring
 from ..metrics.digits import ModeStats, get_digit_classifier, stacked_labels, stacked_mode_stats, true_label_distribution
-from ..metrics.toy import mode_stats as toy_mode_stats
+from ..metrics.toy import mode_coverage
 from ..nets.digits import DigitDiscriminator, DigitGenerator
 from ..nets.mlp import GaussianEncoder, ToyDiscriminator, ToyGenerator
 from ..objectives import get_objective
@@ -28,7 +28,7 @@ from ..train import TrainConfig, Trainer
 from .parallel import map_in_processes
 from .toys import toy_adam
 
-__all__ = ["real_stacked_stats", "METHODS", "StackedRun", "run_stacked", "run_ring", "run_rings", "RING_COVERAGE_RADIUS", "digit_likelihoods"]
+__all__ = ["real_stacked_stats", "METHODS", "StackedRun", "run_stacked", "run_ring", "run_rings", "digit_likelihoods"]
 
 
 METHODS = ("gan", "presgan", "gan+ms", "gan+mr")
@@ -111,9 +111,6 @@ def _adam(lr: float, seed: int, batch: int, lr_d: float | None = None) -> TrainC
 _FAST_HMC = dict(burn_in=1, num_samples=1, num_leapfrog=3, step_size=0.05)
 
 
-RING_COVERAGE_RADIUS = 0.3  # 3 x the PresGAN's noise sigma (0.1): "covered" = mass within this radius of a centre
-
-
 def run_ring(method: str, seed: int = 0, steps: int = 3000, *, entropy_weight: float = 1.0, z_dim: int = 2,
              lr_d: float = 2e-3, lr_g: float = 2e-4, sigma: float = 0.1, batch: int = 128, num_eval: int = 2000) -> dict:
     """PresGAN Figure 1: ``method`` "gan" or "presgan" on the ring of 8 (radius 2, std 0.02).
@@ -124,8 +121,8 @@ def run_ring(method: str, seed: int = 0, steps: int = 3000, *, entropy_weight: f
     ``sigma``), the entropy term with weight ``entropy_weight`` (0 = the noise alone, an ablation) and
     1 burn-in + 1 HMC draw of 3 leapfrog steps per sample.
 
-    Returns ``{"samples": mu(z) [num_eval, 2], "stats": mode_stats at the data's scale (3 x 0.02),
-    "coverage": mode_stats at :data:`RING_COVERAGE_RADIUS`, "seconds", "sigma", "history"}``.
+    Returns ``{"samples": mu(z) [num_eval, 2], "modes": the course's mode criterion
+    (:func:`~minilib.metrics.toy.mode_coverage`: covered, sharp, KL), "seconds", "sigma", "history"}``.
     """
     if method not in ("gan", "presgan"):
         raise ValueError(f"method must be 'gan' or 'presgan', got {method!r}")
@@ -150,9 +147,7 @@ def run_ring(method: str, seed: int = 0, steps: int = 3000, *, entropy_weight: f
         noise = G.sigma.detach().clone()
     with torch.no_grad():
         y = base(torch.zeros(num_eval, 0), base.noise(num_eval, generator=torch.Generator().manual_seed(seed + 99)))
-    return {"samples": y, "stats": toy_mode_stats(y, ds.modes, ds.weights, ds.std),
-            "coverage": toy_mode_stats(y, ds.modes, ds.weights, RING_COVERAGE_RADIUS / 3),
-            "seconds": time.perf_counter() - t0, "sigma": noise, "history": trainer.history}
+    return {"samples": y, "modes": mode_coverage(y, ds.modes, ds.weights, ds.std), "seconds": time.perf_counter() - t0, "sigma": noise, "history": trainer.history}
 
 
 def _ring_from_spec(spec: dict) -> dict:

@@ -37,7 +37,7 @@ import torch
 
 from ..checkpoints import atomic_save, cache_dir as _cache_root
 from ..data.toys import MixtureToy, ToyDataset, ToyStream, make_dataset
-from ..metrics.toy import conditional_w1, mode_stats, std_ratio
+from ..metrics.toy import conditional_w1, mode_coverage, std_ratio
 from ..nets.mlp import make_models
 from ..objectives import Objective, get_objective
 from ..predictor import fit_predictor
@@ -164,7 +164,9 @@ def sample_frame(G: torch.nn.Module, dataset: ToyDataset, n: int = 600, seed: in
 def evaluate_toy(G: torch.nn.Module, dataset: ToyDataset, n: int = 2000, n_x: int = 32, seed: int = 4321) -> dict[str, Any]:
     """Exact metrics of a generator (DESIGN.md section 7).
 
-    Mixtures: ``modes``, ``n_modes``, ``high_quality``, ``kl`` from ``n`` samples (:func:`mode_stats`). Conditional
+    Mixtures, from ``n`` samples (:func:`~minilib.metrics.toy.mode_coverage`, the course's one mode criterion):
+    ``covered`` and ``sharp_modes`` (of ``n_modes``), ``sharp`` (fraction of samples within 3 data std of a mode),
+    ``kl``, and the two radii ``radius`` and ``sharp_radius``. Conditional
     toys (1-D y), on ``n_x`` inputs with ``n // n_x`` samples each against as many true samples: ``w1`` (mean per-x
     W1), ``w1_right`` (x > 0.5), ``std_ratio_right`` (mean generated / true std for x > 0.5), ``mean_err`` (mean
     ``|E_G[y|x] - E[y|x]|``) and ``mid_fraction_right`` (share of samples at x > 0.5 with ``|y| < x / 2``, the empty
@@ -174,7 +176,7 @@ def evaluate_toy(G: torch.nn.Module, dataset: ToyDataset, n: int = 2000, n_x: in
     G.eval()
     if isinstance(dataset, MixtureToy):
         y = G(dataset.constant_x(n), G.noise(n, generator=g))
-        out = mode_stats(y, dataset.modes, dataset.weights, dataset.std)
+        out = mode_coverage(y, dataset.modes, dataset.weights, dataset.std)
         out.pop("counts")
         return out
     if dataset.x_dim != 1 or dataset.y_dim != 1:
@@ -374,7 +376,7 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
         objs = args.objectives.split(",") if args.objectives else base + MOMENT_PRESETS
         specs = [dict(dataset=name, objective=o, seed=s, steps=args.steps) for o in objs for s in seeds]
         results = [run_toy(**sp, cache=False) for sp in specs] if args.no_cache else run_many(specs, args.workers)
-        keys = ["modes", "high_quality", "kl"] if results[0].dataset.x_dim == 0 else ["w1", "std_ratio_right", "mean_err"]
+        keys = ["covered", "sharp_modes", "sharp", "kl"] if results[0].dataset.x_dim == 0 else ["w1", "std_ratio_right", "mean_err"]
         table = summary_table(results, keys)
         md.append(f"## {name}\n\n{table}\n")
         print(f"## {name}\n\n{table}\n", flush=True)

@@ -1,8 +1,11 @@
 """Exact metrics for the toys, whose truth is known (DESIGN.md section 7).
 
-* :func:`mode_stats` -- modes captured, high-quality fraction (within ``3 sigma`` of a mode) and the KL
-  divergence of the mode histogram to the true weights (the mode-counting protocol of VEEGAN / PacGAN /
-  MSGAN's 2-D experiments).
+* :func:`mode_coverage` -- the course's one mode criterion: modes *covered* (a mode holds at least 10 % of its fair
+  share of the samples within a stated radius of its centre) and *sharp* (samples within 3 data std of a mode,
+  and the modes that hold their share of them), side by side, with both radii, and the KL divergence of the
+  nearest-mode histogram to the true weights.
+* :func:`mode_stats` -- the same count at one radius (``threshold * std``; the mode-counting protocol of VEEGAN /
+  PacGAN / MSGAN's 2-D experiments).
 * :func:`wasserstein_1d` -- the exact 1-D Wasserstein-1 distance between two empirical distributions,
   ``W1 = integral |F_a(t) - F_b(t)| dt``; :func:`conditional_w1` applies it per input x.
 * :func:`std_ratio` -- generated conditional std divided by the true conditional std, per input.
@@ -13,7 +16,7 @@ import torch
 
 from ..errors import ConfigError, check_number, check_same_device, check_tensor
 
-__all__ = ["assign_modes", "mode_stats", "wasserstein_1d", "conditional_w1", "std_ratio"]
+__all__ = ["assign_modes", "mode_stats", "mode_coverage", "coverage_radius", "wasserstein_1d", "conditional_w1", "std_ratio"]
 
 
 def _tensor(name: str, t: object, dims: int | None = None, ref: tuple[str, torch.Tensor] | None = None,
@@ -70,6 +73,40 @@ def mode_stats(samples: torch.Tensor, modes: torch.Tensor, weights: torch.Tensor
     kl = float(torch.where(q > 0, q * (torch.log(q.clamp_min(1e-30)) - torch.log(w.clamp_min(1e-30))), 0.0).sum())
     return {"modes": captured, "n_modes": m, "high_quality": float(hq.float().mean()), "kl": kl,
             "counts": [int(c) for c in counts]}
+
+
+def coverage_radius(modes: torch.Tensor, std: float, sharp_sigmas: float = 3.0) -> float:
+    """The default radius of *covered*: a fifth of the smallest distance between two modes, and never less than the
+    sharp radius ``sharp_sigmas * std`` (ring of 8, radius 2: modes 1.53 apart, radius 0.31)."""
+    modes = _tensor("modes", modes, 2)
+    check_number("std", std, low=0.0)
+    if modes.shape[0] < 2:
+        return float(sharp_sigmas * std)
+    d = torch.cdist(modes, modes)
+    d_min = float(d[~torch.eye(len(modes), dtype=torch.bool)].min())
+    return max(0.2 * d_min, float(sharp_sigmas * std))
+
+
+def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, weights: torch.Tensor | None = None, std: float = 0.05,
+                  radius: float | None = None, min_share: float = 0.1, sharp_sigmas: float = 3.0) -> dict[str, float | list[int]]:
+    """The course's one mode criterion, for generated ``samples [N, d]`` against a mixture with ``modes [M, d]``.
+
+    * *covered*: a mode holds at least ``min_share`` of its fair share of the samples (``min_share * N * w_m``)
+      within ``radius`` of its centre (default :func:`coverage_radius`): the generator puts mass at the mode.
+    * *sharp*: a sample lies within ``sharp_sigmas * std`` of its nearest mode (as close as the data's own samples);
+      ``sharp_modes`` counts the modes that hold their ``min_share`` of sharp samples.
+    * ``kl``: ``KL(q || w)`` of the nearest-mode histogram ``q`` of all samples (``log M`` for one mode).
+
+    Returns ``{"covered", "sharp_modes", "sharp" (fraction), "kl", "radius", "sharp_radius", "n_modes", "counts"
+    (samples within radius, per mode)}``.
+    """
+    check_number("sharp_sigmas", sharp_sigmas, low=0.0)
+    r = coverage_radius(modes, std, sharp_sigmas) if radius is None else check_number("radius", radius, low=0.0)
+    wide = mode_stats(samples, modes, weights, std=r, threshold=1.0, min_share=min_share)
+    tight = mode_stats(samples, modes, weights, std=std, threshold=sharp_sigmas, min_share=min_share)
+    return {"covered": wide["modes"], "sharp_modes": tight["modes"], "sharp": tight["high_quality"], "kl": wide["kl"],
+            "radius": float(r), "sharp_radius": float(sharp_sigmas * std), "n_modes": wide["n_modes"],
+            "counts": wide["counts"]}
 
 
 def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
