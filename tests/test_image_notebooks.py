@@ -6,6 +6,7 @@ import json
 import math
 import shlex
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -211,6 +212,40 @@ def test_plot_paper_figure_layout_and_shared_variance_scale():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def _variance_shown(fig, cols):
+    """The array drawn in the first row's "sample variance" panel of a plot_paper_figure figure."""
+    first_row = fig.axes[:len(cols)]
+    return next(a for a in first_row if a.get_title() == "sample variance").images[0].get_array()
+
+
+def test_shared_vmax_draws_every_method_on_one_scale():
+    import matplotlib.pyplot as plt
+
+    x, y = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    ignores_z = ic.paper_columns(_toy_run(1e-3), x, y, k=5, n_samples=1)  # variance ~1e-7: a collapsed method
+    uses_z = ic.paper_columns(_toy_run(0.5), x, y, k=5, n_samples=1)
+    vmax = ic.shared_vmax(ignores_z, uses_z)
+    assert vmax == max(float(c["sample variance"].max()) for c in (ignores_z, uses_z)) == float(uses_z["sample variance"].max())
+    # on its own scale the near-zero variance is stretched to white: the misleading bright speckle
+    assert float(_variance_shown(ic.plot_paper_figure(ignores_z), ignores_z).max()) == pytest.approx(1.0)
+    # on the shared scale it is black, and the method that uses its noise reaches white
+    shared = ic.plot_paper_figure(ignores_z, "collapsed", vmax=vmax)
+    assert float(_variance_shown(shared, ignores_z).max()) < 1e-4
+    assert float(_variance_shown(ic.plot_paper_figure(uses_z, vmax=vmax), uses_z).max()) == pytest.approx(1.0)
+    assert f"white {vmax:.2g}" in shared.get_suptitle() and shared.get_suptitle().startswith("collapsed")
+    with pytest.raises(ValueError, match="vmax"):
+        ic.plot_paper_figure(uses_z, vmax=0.0)
+    plt.close("all")
+
+
+def test_printed_paths_are_relative_to_the_repository(capsys):
+    repo = ic.default_dirs("srgan-celeba")[1].parent
+    assert ic.shown(repo / "runs" / "x") == str(Path("runs") / "x")
+    with ic.repo_relative_output():
+        print(f"outputs in {repo / 'runs' / 'y'}")
+    assert capsys.readouterr().out == f"outputs in {Path('runs') / 'y'}\n"
 
 
 # ------------------------------------------------------------------------------------ evaluation

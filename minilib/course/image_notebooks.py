@@ -8,7 +8,9 @@ them with the MR-GAN diversity protocol through :mod:`minilib.experiments.evalua
   finished one (so re-running a notebook is fast). :func:`train_argv` is the exact command line.
 * :func:`~minilib.experiments.runs.load_run` — G (and P for proxy MR) with the run's weights, its datasets and history.
 * :func:`paper_columns` / :func:`plot_paper_figure` — rows like MR-GAN Figures 1, 3, 5-10:
-  input | ground truth | predicted mean | predicted variance | sample mean | sample variance | samples.
+  input | ground truth | predicted mean | predicted variance | sample mean | sample variance | samples;
+  :func:`shared_vmax` puts the variance columns of several methods on one grey scale.
+* :func:`shown` / :func:`repo_relative_output` — paths printed relative to the repository (no machine paths).
 * :func:`evaluate_runs` / :func:`results_markdown` — MR-GAN protocol (20 samples per input,
   10 random pairs, mean over inputs): LPIPS when its backbone weights exist; in the smoke profile
   without them a pixel-space ℓ1 diversity, and the records say which metric was used.
@@ -16,9 +18,11 @@ them with the MR-GAN diversity protocol through :mod:`minilib.experiments.evalua
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +42,9 @@ from ..metrics.diversity import MissingWeightsError, load_lpips
 from ..train import TrainConfig, sample_k
 
 __all__ = ["CourseSetup", "default_dirs", "RunInfo", "LoadedRun", "course_objectives", "setup", "train_argv", "ensure_run",
-           "ensure_runs", "load_run", "sample_spread", "paper_columns", "plot_paper_figure", "plot_histories",
-           "evaluate_runs", "results_markdown", "appendix_b_markdown", "full_commands"]
+           "ensure_runs", "load_run", "sample_spread", "paper_columns", "shared_vmax", "plot_paper_figure",
+           "plot_histories", "evaluate_runs", "results_markdown", "appendix_b_markdown", "full_commands", "shown",
+           "repo_relative_output"]
 
 
 FULL_STEPS = 100_000  # train_main's default for the full profile
@@ -77,6 +82,49 @@ def default_dirs(task: str | TaskSpec) -> tuple[Path, Path]:
     return Path(os.environ.get("MINILIB_DATA") or base / "data" / spec.dataset), base / "runs"
 
 
+def _repo() -> Path | None:
+    repo = Path(__file__).resolve().parents[2]
+    return repo if (repo / "pyproject.toml").is_file() else None
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as a reader should see it: relative to the repository root when it lies inside the checkout,
+    with the home folder written ``~`` otherwise (notebook outputs carry no machine paths)."""
+    p, repo = Path(path), _repo()
+    if repo is not None:
+        with contextlib.suppress(ValueError):
+            return str(p.resolve().relative_to(repo))
+    home = str(Path.home())
+    return str(p).replace(home, "~", 1) if str(p).startswith(home) else str(p)
+
+
+class _RelativeWriter:
+    """A text stream that writes through to ``stream`` with the repository root (and home folder) removed."""
+
+    def __init__(self, stream: Any, repo: Path | None) -> None:
+        self.stream, self.prefix = stream, (str(repo) + os.sep) if repo is not None else None
+
+    def write(self, text: str) -> int:
+        if self.prefix:
+            text = text.replace(self.prefix, "")
+        return self.stream.write(text.replace(str(Path.home()) + os.sep, "~" + os.sep))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def repo_relative_output():
+    """Within the block, whatever is printed shows paths inside the repository relative to its root
+    (``runs/...``) and the home folder as ``~``: for commands such as ``train_main`` that print the paths they get."""
+    old = sys.stdout
+    sys.stdout = _RelativeWriter(old, _repo())
+    try:
+        yield
+    finally:
+        sys.stdout = old
+
+
 def setup(task: str, data: str | os.PathLike | None = None, runs: str | os.PathLike | None = None,
           device: str | None = None, steps: int | None = None, verbose: bool = True) -> CourseSetup:
     """Choose the profile (:func:`minilib.experiments.image_tasks.choose_profile`) and print why.
@@ -97,7 +145,7 @@ def setup(task: str, data: str | os.PathLike | None = None, runs: str | os.PathL
                       Path(runs) / spec.name / profile,
                       steps or (FULL_STEPS if profile == "full" else spec.family.smoke_steps))
     if verbose:
-        print(f"profile: {profile} ({reason}); device {device}; {out.steps} rounds per run; runs in {out.runs}")
+        print(f"profile: {profile} ({reason}); device {device}; {out.steps} rounds per run; runs in {shown(out.runs)}")
     return out
 
 
@@ -143,7 +191,8 @@ def ensure_run(cfg: CourseSetup, objective: str, threads: int | None = 1) -> Run
                              "choose another runs= folder")
         if step >= cfg.steps:
             return RunInfo(objective, path, step, "reused", time.perf_counter() - t0)
-    rc = train_main(train_argv(cfg, objective, resume=step is not None, threads=threads))
+    with repo_relative_output():
+        rc = train_main(train_argv(cfg, objective, resume=step is not None, threads=threads))
     if rc != 0:
         raise RuntimeError(f"python -m minilib train {shlex.join(train_argv(cfg, objective))} failed with status {rc}")
     return RunInfo(objective, path, int(_checkpoint_step(path) or 0), "resumed" if step is not None else "trained",
@@ -157,7 +206,7 @@ def ensure_runs(cfg: CourseSetup, objectives: Sequence[str] | None = None, threa
     out = {}
     for name in objectives:
         info = ensure_run(cfg, name, threads)
-        print(f"{name:<10} {info.action:<8} step {info.step:>6} ({info.seconds:.1f} s)  {info.path}")
+        print(f"{name:<10} {info.action:<8} step {info.step:>6} ({info.seconds:.1f} s)  {shown(info.path)}")
         out[name] = info
     return out
 
@@ -210,18 +259,33 @@ def paper_columns(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, k: int = 20,
     return cols
 
 
-def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: float = 1.3) -> Any:
+def shared_vmax(*columns: dict[str, torch.Tensor]) -> float:
+    """The largest value of every variance column (predicted and sample) of several :func:`paper_columns`
+    results: pass it as ``vmax`` to :func:`plot_paper_figure` so all methods share one grey scale."""
+    values = [float(c[n].max()) for c in columns for n in c if "variance" in n]
+    return max(values + [1e-12])
+
+
+def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: float = 1.3,
+                      vmax: float | None = None) -> Any:
     """A matplotlib figure, one row per input, one column per entry of :func:`paper_columns`.
-    Variance columns share one grey scale (white = the largest variance shown), as in the paper."""
+    Variance columns are grey from black (0) to white (``vmax``, in image units; values above it saturate).
+    ``vmax=None`` uses the largest variance of this figure; pass :func:`shared_vmax` of several methods to
+    draw them all on one scale (a method that ignores its noise then stays black). The scale is written under
+    the title."""
     import matplotlib.pyplot as plt
 
     if not columns:
         raise ValueError("columns must not be empty (use paper_columns)")
     var_names = [n for n in columns if "variance" in n]
-    vmax = max([float(columns[n].max()) for n in var_names] + [1e-12])
+    if vmax is None:
+        vmax = shared_vmax(columns)
+    elif not isinstance(vmax, (int, float)) or not vmax > 0:
+        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
     names = list(columns)
     rows = columns[names[0]].shape[0]
-    fig, axes = plt.subplots(rows, len(names), figsize=(scale * len(names), scale * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, len(names), figsize=(scale * len(names), scale * rows + 0.6), squeeze=False,
+                             layout="constrained")
     for j, name in enumerate(names):
         for i in range(rows):
             t = columns[name][i]
@@ -229,9 +293,11 @@ def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: 
             axes[i, j].imshow(t.permute(1, 2, 0).numpy(), interpolation="nearest")
             axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
         axes[0, j].set_title(name, fontsize=8)
+    if var_names:
+        scale_note = f"variance columns: black 0 to white {vmax:.2g} (image units²)"
+        title = f"{title}\n{scale_note}" if title else scale_note
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -239,15 +305,15 @@ def plot_histories(runs: dict[str, LoadedRun], keys: Sequence[str] = ("d_real", 
     """Training curves (one panel per history key) of several runs, labelled by objective."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 2.8), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
         for name, run in runs.items():
             if key in run.history:
                 ax.plot(run.history["step"][-len(run.history[key]):], run.history[key], label=name, marker=".")
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("round")
+        ax.set_xlabel("training round")
+        ax.set_ylabel("loss (nats)")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
@@ -272,7 +338,8 @@ def evaluate_runs(runs: dict[str, RunInfo] | dict[str, Path], profile: str, num_
             if profile == "full":
                 raise
             metric = "pixel"
-            print(f"note: {str(e).split('. On a machine')[0]}, so this smoke run scores pixel-space l1 diversity "
+            print(f"note: {str(e).split(' (expected')[0].split('. On a machine')[0]}, so this smoke run "
+                  "scores pixel-space l1 diversity "
                   "instead of LPIPS (minilib.metrics.diversity.load_lpips says how to get the weights).")
     out = {}
     for name, run in runs.items():
