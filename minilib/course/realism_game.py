@@ -1,6 +1,6 @@
 """The MR-GAN paper's human real-or-fake protocol as an ipywidgets game (notebooks 07 and 12).
 
-Human protocol (MR-GAN Sec. 5.4, after Zhu et al. 2017): real and generated images are shown one at
+Human protocol (MR-GAN Sec. 5.2, after Zhu et al. 2017): real and generated images are shown one at
 a time, for 0.5 s (Pix2Pix) or 1 s (SRGAN, GLCIC); the participant tags each as real or fake. With
 F the F-measure of identifying fakes, the realism score is 2(1 − F): 1.0 when fakes cannot be told
 from real images (chance, F = 0.5), 0 when every fake is caught. :func:`realism_score` also gives
@@ -24,7 +24,7 @@ __all__ = ["SHOW_SECONDS", "fake_f_measure", "realism_score", "RealismResult", "
 
 
 # --------------------------------------------------------------------------- human realism protocol
-SHOW_SECONDS = {"pix2pix": 0.5, "srgan": 1.0, "glcic": 1.0}  # MR-GAN Sec. 5.4 display times
+SHOW_SECONDS = {"pix2pix": 0.5, "srgan": 1.0, "glcic": 1.0}  # MR-GAN Sec. 5.2 display times
 
 
 def fake_f_measure(is_fake: Sequence[bool], tagged_fake: Sequence[bool]) -> float:

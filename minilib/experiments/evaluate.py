@@ -58,7 +58,7 @@ def evaluate_run(run: str | Path, protocol: str = "mrgan", metric: str = "lpips"
     samples each, diversity by ``metric`` ("lpips" or "pixel"; inpainting: inside the hole only).
 
     ``ndb_k`` adds NDB/JSD with that many k-means bins fitted on (up to 2,000) training targets in
-    pixel space (MSGAN App. C uses K = 50 on maps); ``fid`` adds FID of one sample per input against
+    pixel space (MSGAN App. B uses K = 50 on maps); ``fid`` adds FID of one sample per input against
     the inputs' ground truth (needs pytorch-fid's Inception weights).
     Returns the JSON-ready record :mod:`minilib.experiments.results` reads."""
     if protocol not in DIVERSITY_PROTOCOLS:

@@ -35,7 +35,7 @@ METHODS = ("gan", "presgan", "gan+ms", "gan+mr")
 
 
 def real_stacked_stats(num_eval: int = 10000, split: str = "test", seed: int = 0) -> ModeStats:
-    """Reference row of PresGAN Table 1: modes and KL of ``num_eval`` real stacked digits from ``split``.
+    """Reference row of PresGAN Table 2 (StackedMNIST): modes and KL of ``num_eval`` real stacked digits from ``split``.
 
     The images are labelled by the same classifier as the generators' samples and compared with the
     true distribution of the *train* stream, so the KL includes classifier errors and finite-sample noise.

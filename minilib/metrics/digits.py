@@ -143,7 +143,9 @@ class ModeStats:
 
 
 def stacked_mode_stats(labels: torch.Tensor, true_dist: torch.Tensor) -> ModeStats:
-    """Modes covered and KL(p_gen || p_true) (PresGAN Table 1 / Srivastava et al. 2017) from mode indices ``[N]``."""
+    """Modes covered and KL(p_gen || p_true) from mode indices ``[N]`` (PresGAN Table 2, after Srivastava et al. 2017;
+    the paper's KL compares the classifier's mean soft outputs on generated and real test images, this one the hard
+    labels' histogram with the exact ``true_dist``)."""
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.numel() == 0:
         raise ValueError("labels must be a non-empty 1-D tensor of mode indices")
     if true_dist.shape != (NUM_MODES,) or not (true_dist > 0).all():

@@ -6,9 +6,9 @@ Diversity protocols (``samples`` are ``[B, K, C, H, W]``: K outputs for each of 
 =============  =========  =======  ==================================================  =================
 name           samples K  pairs P  pairs                                               source
 =============  =========  =======  ==================================================  =================
-``mrgan``      20         10       random distinct unordered pairs, fresh per input    MR-GAN §5.4
+``mrgan``      20         10       random distinct unordered pairs, fresh per input    MR-GAN §5.2
 ``bicyclegan`` 20         19       consecutive (0,1), (1,2), … (18,19)                 BicycleGAN
-``msgan``      50         50       random distinct unordered pairs, fresh per input    MSGAN App. C
+``msgan``      50         50       random distinct unordered pairs, fresh per input    MSGAN App. B
 =============  =========  =======  ==================================================  =================
 
 The score is the mean over inputs of the mean distance over that input's pairs, with a Student-t
@@ -59,9 +59,9 @@ class DiversityProtocol:
 
 
 DIVERSITY_PROTOCOLS: dict[str, DiversityProtocol] = {
-    "mrgan": DiversityProtocol("mrgan", 20, 10, "random", "MR-GAN (Lee et al. 2019) Sec. 5.4: 10 random pairs of 20"),
+    "mrgan": DiversityProtocol("mrgan", 20, 10, "random", "MR-GAN (Lee et al. 2019) Sec. 5.2: 10 random pairs of 20"),
     "bicyclegan": DiversityProtocol("bicyclegan", 20, 19, "consecutive", "BicycleGAN (Zhu et al. 2017): 19 consecutive pairs of 20"),
-    "msgan": DiversityProtocol("msgan", 50, 50, "random", "MSGAN (Mao et al. 2019) App. C: 50 random pairs of 50"),
+    "msgan": DiversityProtocol("msgan", 50, 50, "random", "MSGAN (Mao et al. 2019) App. B: 50 random pairs of 50"),
 }
 
 
