@@ -124,16 +124,18 @@ class ToyView:
 
         self.task, self.names, self.dpi, self.steps = task, list(names), dpi, max(int(steps), 1)
         n = len(self.names)
-        self.fig = Figure(figsize=(3.2 * n + 0.4, 5.2), dpi=dpi)
+        self.fig = Figure(figsize=(3.2 * n + 0.4, 5.9), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.fig)
-        self.axes = self.fig.subplots(2, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 1]})
+        # per objective: samples (top), a row for the readouts and legends (so they never cover data), losses
+        self.axes = self.fig.subplots(3, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 0.3, 1]})
         ref_x, ref_y = task.reference(1500)
         self.view_x = task.view_x()[:, 0] if task.kind == "conditional" else None
         (a0, a1), (b0, b1) = task.extent
         self.edges = torch.linspace(a0, a1, 61)
         self.art: list[dict[str, Any]] = []
         for i in range(n):
-            top, bottom = self.axes[0, i], self.axes[1, i]
+            top, mid, bottom = self.axes[0, i], self.axes[1, i], self.axes[2, i]
+            mid.set_axis_off()
             a: dict[str, Any] = {"top": top, "bottom": bottom}
             if task.kind == "1d":
                 grid = torch.linspace(a0, a1, 300)
@@ -143,6 +145,8 @@ class ToyView:
                                        color="tab:red", label="generated")
                 top.set_ylim(0, float(dens.max()) * 1.4)
                 a["heat"], = top.plot([], [], "g", lw=1.5, label="D(y) (scaled)")
+                top.set_xlabel("y", fontsize=8)
+                top.set_ylabel("density", fontsize=8)
             else:
                 top.scatter(ref_x[:, 0] if task.kind == "conditional" else ref_y[:, 0], ref_y[:, -1], s=2, c="0.7",
                             label="data", zorder=1)
@@ -152,22 +156,27 @@ class ToyView:
                 a["heat"] = top.imshow(torch.zeros(2, 2).numpy(), extent=(a0, a1, b0, b1), origin="lower",
                                        aspect="auto", cmap="RdBu_r", vmin=0, vmax=1, alpha=0.45, zorder=0)
                 top.set_ylim(b0, b1)
+                top.set_xlabel("x" if task.kind == "conditional" else "y₁", fontsize=8)
+                top.set_ylabel("y" if task.kind == "conditional" else "y₂", fontsize=8, labelpad=1)
             top.set_xlim(a0, a1)
             top.set_title(self.names[i], fontsize=10)
-            a["text"] = top.text(0.02, 0.98, "", transform=top.transAxes, va="top", fontsize=8, family="monospace",
-                                 bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
+            a["text"] = mid.text(0.0, 1.0, "", transform=mid.transAxes, va="top", fontsize=8, family="monospace")
             a["g_line"], = bottom.plot([], [], lw=1, label="G loss")
             a["d_line"], = bottom.plot([], [], lw=1, label="D loss")
             bottom.set_xlim(0, self.steps)
             bottom.set_ylim(0, 1)
-            bottom.set_xlabel("step", fontsize=8)
+            bottom.set_xlabel("training step", fontsize=8)
+            bottom.set_ylabel("loss", fontsize=8, labelpad=1)
             for ax in (top, bottom):
                 ax.tick_params(labelsize=7)
-            bottom.legend(fontsize=7, loc="upper right")
             self.art.append(a)
-        self.axes[0, 0].legend(fontsize=7, loc="lower left", markerscale=3)
-        self.step_text = self.fig.text(0.5, 0.97, "", ha="center", va="top", fontsize=10)
-        self.fig.subplots_adjust(left=0.05, right=0.98, top=0.88, bottom=0.08, wspace=0.25, hspace=0.3)
+        # one legend for all panels, in the figure's top margin: clear of samples, readouts and curves
+        handles = self.axes[0, 0].get_legend_handles_labels()[0] + [self.art[0]["g_line"], self.art[0]["d_line"]]
+        self.fig.legend(handles=handles, fontsize=7, loc="upper right", markerscale=3,
+                        ncol=len(handles) if n > 2 else 2, frameon=False, bbox_to_anchor=(0.99, 0.995))
+        self.step_text = self.fig.text(0.01, 0.985, "", ha="left", va="top", fontsize=10)
+        width = self.fig.get_figwidth()
+        self.fig.subplots_adjust(left=0.55 / width, right=1 - 0.1 / width, top=0.9, bottom=0.08, wspace=0.3, hspace=0.4)
         self.moving = [self.step_text] + [a[k] for a in self.art for k in ("heat", "fake", "text", "g_line", "d_line")]
         for artist in self.moving:
             artist.set_animated(True)
@@ -225,7 +234,8 @@ class ToyView:
                     a["bottom"].set_ylim(q0 - pad, q1 + pad)
                     rescale = True
             a["bottom"].set_xlim(0, self.steps)
-            a["text"].set_text("\n".join(f"{k:9s} {v:.3g}" for k, v in snap["metrics"][i].items()))
+            items = [f"{k:9s} {v:<6.3g}" for k, v in snap["metrics"][i].items()]
+            a["text"].set_text("\n".join("  ".join(items[j:j + 2]) for j in range(0, len(items), 2)))
         self.step_text.set_text(f"{self.task.name}: step {snap['step']}")
         return rescale
 
