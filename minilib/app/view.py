@@ -124,7 +124,7 @@ class ToyView:
 
         self.task, self.names, self.dpi, self.steps = task, list(names), dpi, max(int(steps), 1)
         n = len(self.names)
-        self.fig = Figure(figsize=(3.2 * n + 0.4, 5.9), dpi=dpi)
+        self.fig = Figure(figsize=(3.2 * n + 0.4, 5.9), dpi=dpi, layout="none")  # its own margins, whatever the style
         self.canvas = FigureCanvasAgg(self.fig)
         # per objective: samples (top), a row for the readouts and legends (so they never cover data), losses
         self.axes = self.fig.subplots(3, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 0.3, 1]})
