@@ -294,7 +294,7 @@ def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: 
             axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
         axes[0, j].set_title(name, fontsize=8)
     if var_names:
-        scale_note = f"variance columns: black 0 to white {vmax:.2g} (image units²)"
+        scale_note = f"variance columns: black 0 to white {vmax:.2g} (pixels in [0, 1])"
         title = f"{title}\n{scale_note}" if title else scale_note
     if title:
         fig.suptitle(title, fontsize=10)
