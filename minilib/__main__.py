@@ -10,6 +10,7 @@ Each command is implemented next to the code it drives; this file only dispatche
 ``bench toy|image|hmc``    timing ratios printed as a table -> ``minilib.experiments.bench``
 ``bench widgets``          the app's batched engine vs one objective -> ``minilib.app.bench``
 ``site``                   the saved notebooks as a static HTML site (offline) -> ``minilib.course.site``
+``course-map``             README course map and notebook run-time lines from one table -> ``minilib.course.course_map``
 =========================  =====================================================================
 
 ``python -m minilib <command> --help`` explains each one. An error the user can fix (a :class:`minilib.errors.MinilibError`:
@@ -29,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "prepare": ("minilib.data.prepare", "prepare_main", "prepare a downloaded dataset (cityscapes, maps, celeba) for training"),
     "evaluate": ("minilib.experiments.evaluate", "evaluate_main", "evaluate a training run with a named protocol and write JSON"),
     "site": ("minilib.course.site", "site_main", "the saved notebooks and the course map as a static site (works offline)"),
+    "course-map": ("minilib.course.course_map", "course_map_main",
+                   "rewrite the README's course map and the notebooks' run-time lines from minilib.course.course_map"),
 }
 SUBCOMMANDS: dict[str, dict[str, tuple[str, str, str]]] = {
     "reproduce": {

@@ -2,9 +2,9 @@
 
 ``python -m minilib site [--out site/] [--notebooks notebooks/] [--readme README.md]`` renders the notebooks as
 they are saved (nbconvert's ``HTMLExporter``; nothing is re-executed) and writes ``index.html`` from the course map
-in README.md (the table between ``<!-- course-map -->`` and ``<!-- /course-map -->``, so the README stays the one
-source): number, title, what the notebook teaches, run time and whether it needs a GPU. Every page gets a small
-navigation bar (index, previous, next).
+in README.md (the table between ``<!-- course-map -->`` and ``<!-- /course-map -->``, which ``python -m minilib
+course-map`` writes from :data:`minilib.course.course_map.COURSE`, the one source): number, title, what the notebook
+teaches, run time and whether it needs a GPU. Every page gets a small navigation bar (index, previous, next).
 
 Offline: nbconvert's lab template loads require.js, MathJax, mermaid and the widget manager from CDNs. The template
 here (:data:`TEMPLATE`) drops those blocks and :func:`strip_remote` removes any remote ``<script>``/``<link>``
@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from minilib.course.course_map import MAP_END, MAP_START
+
 __all__ = ["CourseEntry", "read_course_map", "build_index", "render_notebook", "build_site", "strip_remote",
            "remote_resources", "site_main", "TEMPLATE"]
 
-MAP_START, MAP_END = "<!-- course-map -->", "<!-- /course-map -->"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("<p class='minilib-widget-note'><em>An interactive widget was here. Open this notebook in JupyterLab "
                "(or Voil&agrave;) to use it.</em></p>")
@@ -96,6 +97,9 @@ class CourseEntry:
         return Path(self.notebook).stem
 
 
+_SEPARATOR = re.compile(r"\|[\s\-:|]+\|?")
+
+
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
@@ -108,18 +112,22 @@ def _device(text: str) -> str:
 def read_course_map(readme: str | Path) -> list[CourseEntry]:
     """The rows between ``<!-- course-map -->`` and ``<!-- /course-map -->`` of ``readme`` (a path, or the README's
     text: a string with a newline), in
-    order. Columns are found by the table header just above the start marker ("notebook", "what ...", "... time");
-    without a header they are ``# | notebook | what it shows | run time``."""
+    order. Columns are found by the table header, the block's first row or the row just above the start marker
+    ("notebook", "what ...", the first "... time", "needs"); without a header they are
+    ``# | notebook | what it shows | run time``. Without a "needs" column a row needs a GPU if its text says GPU."""
     text = readme if isinstance(readme, str) and "\n" in readme else Path(readme).read_text(encoding="utf-8")
     if MAP_START not in text or MAP_END not in text:
         raise ValueError(f"the README has no course map ({MAP_START} ... {MAP_END})")
     before, rest = text.split(MAP_START, 1)
-    body = rest.split(MAP_END, 1)[0]
+    body = [l for l in rest.split(MAP_END, 1)[0].splitlines() if l.strip().startswith("|")]
     header_lines = []
-    for line in reversed(before.rstrip().splitlines()):
-        if not line.strip().startswith("|"):
-            break
-        header_lines.insert(0, line)
+    if len(body) >= 2 and _SEPARATOR.fullmatch(body[1].strip()):  # the header inside the markers
+        header_lines, body = body[:1], body[2:]
+    else:  # or just above the start marker
+        for line in reversed(before.rstrip().splitlines()):
+            if not line.strip().startswith("|"):
+                break
+            header_lines.insert(0, line)
     heads = [h.lower() for h in _cells(header_lines[0])] if header_lines else []
 
     def col(pred, default: int) -> int:
@@ -129,9 +137,10 @@ def read_course_map(readme: str | Path) -> list[CourseEntry]:
     i_nb = col(lambda h: "notebook" in h, 1)
     i_what = col(lambda h: h.startswith("what") or "teach" in h, 2)
     i_time = col(lambda h: "time" in h, 3)
+    i_needs = col(lambda h: h in ("needs", "device"), -1)
     entries = []
-    for line in body.splitlines():
-        if not line.strip().startswith("|") or re.fullmatch(r"\|[\s\-:|]+\|?", line.strip()):
+    for line in body:
+        if _SEPARATOR.fullmatch(line.strip()):
             continue
         cells = _cells(line)
         m = re.search(r"[\w.-]+\.ipynb", cells[i_nb] if i_nb < len(cells) else "")
@@ -139,8 +148,9 @@ def read_course_map(readme: str | Path) -> list[CourseEntry]:
             raise ValueError(f"course map row without a notebook: {line.strip()!r}")
         what = cells[i_what] if i_what < len(cells) else ""
         run = cells[i_time] if i_time < len(cells) else ""
+        needs = cells[i_needs] if 0 <= i_needs < len(cells) else what + " " + run
         entries.append(CourseEntry(number=cells[i_num] if i_num < len(cells) else "", notebook=m.group(0),
-                                   teaches=what, run_time=run, device=_device(what + " " + run)))
+                                   teaches=what, run_time=run, device=_device(needs)))
     if not entries:
         raise ValueError("the course map has no rows")
     return entries
