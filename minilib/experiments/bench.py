@@ -29,7 +29,7 @@ from ..objectives import get_objective
 from ..presgan import NoisyGenerator, make_presgan_trainer, posterior_log_prob
 from ..train import TrainConfig, Trainer
 from .image_tasks import PROFILES, TASKS, build, task_objective
-from .toys import REGIMES, ToyRegime, _objective
+from .toys import REGIMES, ToyRegime, regime_objective
 
 __all__ = ["bench_toy_main", "bench_image_main", "bench_hmc_main"]
 
@@ -50,7 +50,7 @@ def bench_toy_main(argv: Sequence[str] | None = None) -> int:
     names = ["gan"] + [n for n in args.objectives.split(",") if n and n != "gan"]
     trainers, streams = {}, {}
     for name in names:
-        obj = _objective(name, regime)
+        obj = regime_objective(name, regime)
         G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=0)
         cfg = dataclasses.replace(regime.train, progress=False)
         trainers[name] = Trainer(G, D if obj.uses_discriminator else None, obj, cfg, P=P if obj.needs_predictor else None)

@@ -13,12 +13,15 @@ decay 1e-4, clip 0.5 -- tuned for images and far too slow for a 2-D toy in a 3-m
 * all toys: Adam lr 1e-3 for G and D, betas (0.5, 0.999), no weight decay, no AMSGrad, no clipping;
   2-hidden-layer ReLU MLPs (MR-GAN used 2-3 layer MLPs); K = 8 samples per input; D batch 32;
   G batch 32 inputs x K.
-* ``ring``: 2-D latent, 1,000 steps; moment weight 1 (at the presets' 10 the one-sample targets of MR
-  dominate and smear the samples: measured MR1 x 10 held 1-3 of 8 modes), ℓ2 weight 10 (the preset's).
-  A 1-D latent makes a plain GAN lose modes (measured 4/8 after 1,500 steps, seeds 0-2) but within the
-  notebooks' budget it also kept MR1 at 1-2 modes (1,000 steps), so it is not the default; pass
-  ``z_dim=1`` to explore it. With a 2-D latent our prototypes' plain GAN kept all eight modes after
-  3,000 steps: the papers' "GAN collapses" picture is not reproduced by this regime (see notebook 03).
+* ``ring``: MR-GAN's ring of 8 (Appendix C, Fig. 4) in a regime where the plain GAN collapses, robustly over
+  seeds: 8-D latent, 2 x 64 ReLU, K = 16, 3,000 steps, a slow discriminator (Adam lr_d 3e-4, lr_g 1e-3, betas
+  (0.9, 0.999), D batch 128, G batch 64 inputs x K) and gradient clipping at 0.02. Measured with this module's
+  ``run_toy`` on seeds 0-4 and 10-19: the GAN covers 0-2 of 8 modes and GAN+ℓ2 0 (it sits at the ring's
+  centre); GAN + MR1, MR2, pMR1, pMR2 cover 8/8 with 8/8 modes sharp on every seed (median 66-85 % of samples
+  within 3 data std of a mode), the Laplace variants too (seeds 0-2). Moment weight 1 (0.3 for pMR2: at
+  finite K its expected loss is lower for a symmetric collapse onto 4 diagonal modes, 0.158, than for all 8,
+  0.283, so a heavy weight would pull towards that collapse; see notebook 03), ℓ2 weight 10 (the preset's).
+  Coverage comes early (about step 600), sharpness late (MR1 median 35 % sharp at step 2,000, 71 % at 3,000).
 * ``y-shape``: 2-D latent, 600 steps; ℓ2 weight 100 (the Pix2Pix recipe, ℓ1 x 100, the papers'
   baseline) and moment weight 10 (the presets').
 """
@@ -45,9 +48,10 @@ from ..train import TrainConfig, Trainer
 from .parallel import map_in_processes
 
 __all__ = ["TOY_ADAM", "toy_adam", "ToyRegime", "REGIMES", "ToyResult", "run_toy", "run_many", "evaluate_toy", "sample_frame",
-           "predictor_moments", "cache_dir", "summary_table", "MOMENT_PRESETS", "reproduce_main"]
+           "predictor_moments", "cache_dir", "summary_table", "MOMENT_PRESETS", "reproduce_main",
+           "regime_objective"]
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 TOY_ADAM = TrainConfig(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), weight_decay=0.0, amsgrad=False, clip_value=None,
                        batch_size=32, g_batch_size=32, progress=False)
@@ -68,8 +72,9 @@ class ToyRegime:
     """Networks, K, length and weights of a toy run, and its optimiser settings ``train`` (a
     :class:`~minilib.train.TrainConfig`; see the module docstring for why it differs from Appendix B).
 
-    ``moment_weight`` / ``rec_weight``: None keeps the preset's weight. :meth:`replace` accepts the fields of
-    both, e.g. ``regime.replace(z_dim=16, lr_d=3e-4)``."""
+    ``moment_weight`` / ``rec_weight``: None keeps the preset's weight; ``preset_weights`` overrides the moment
+    weight of named presets (e.g. ``(("gan+pmr2", 0.3),)``). :meth:`replace` accepts the fields of both, e.g.
+    ``regime.replace(z_dim=16, lr_d=3e-4)``."""
 
     train: TrainConfig = field(default_factory=toy_adam)
     z_dim: int = 2
@@ -80,8 +85,15 @@ class ToyRegime:
     steps: int = 1000
     moment_weight: float | None = None
     rec_weight: float | None = None
+    preset_weights: tuple[tuple[str, float], ...] = ()
     predictor_steps: int = 400
     predictor_lr: float = 3e-3
+
+    def __post_init__(self) -> None:
+        pw = self.preset_weights
+        if not isinstance(pw, tuple) or not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                                                and isinstance(p[1], (int, float)) and p[1] >= 0 for p in pw):
+            raise ValueError(f"preset_weights must be a tuple of (preset name, weight >= 0) pairs, got {pw!r}")
 
     def replace(self, **changes: Any) -> "ToyRegime":
         """A copy with fields changed; TrainConfig fields (``lr_g``, ``clip_value``, ...) go to ``train``."""
@@ -96,7 +108,9 @@ class ToyRegime:
 
 
 REGIMES: dict[str, ToyRegime] = {
-    "ring": ToyRegime(z_dim=2, steps=1000, moment_weight=1.0),
+    "ring": ToyRegime(train=toy_adam(lr_d=3e-4, betas=(0.9, 0.999), clip_value=0.02, batch_size=128, g_batch_size=64),
+                      z_dim=8, hidden=64, layers=2, k=16, steps=3000, moment_weight=1.0,
+                      preset_weights=(("gan+pmr2", 0.3), ("gan+pmr2-laplace", 0.3))),
     "grid": ToyRegime(z_dim=2, steps=1000, moment_weight=1.0),
     "mixture-1d": ToyRegime(z_dim=1, steps=600, moment_weight=1.0),
     "y-shape": ToyRegime(z_dim=2, steps=600, rec_weight=100.0),
@@ -119,6 +133,8 @@ class ToyResult:
     frames: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     cached: bool = False
+    D: torch.nn.Module | None = None
+    """The trained discriminator (None for objectives without a GAN term)."""
 
 
 def cache_dir() -> Path:
@@ -126,7 +142,7 @@ def cache_dir() -> Path:
     return _cache_root("toy")
 
 
-def _objective(objective: str | Objective, regime: ToyRegime) -> Objective:
+def regime_objective(objective: str | Objective, regime: ToyRegime) -> Objective:
     """A preset name gets the regime's K and weights; an ``Objective`` is used exactly as given."""
     if isinstance(objective, Objective):
         return objective
@@ -136,6 +152,8 @@ def _objective(objective: str | Objective, regime: ToyRegime) -> Objective:
     changes: dict[str, float] = {}
     if obj.moment is not None and regime.moment_weight is not None:
         changes["moment_weight"] = regime.moment_weight
+    if obj.moment is not None and objective in dict(regime.preset_weights):
+        changes["moment_weight"] = dict(regime.preset_weights)[objective]
     if obj.rec is not None and obj.gan_weight > 0 and regime.rec_weight is not None:
         changes["rec_weight"] = regime.rec_weight
     return obj.replace(**changes) if changes else obj
@@ -247,7 +265,7 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
         raise ValueError(f"steps must be a positive int, got {regime.steps!r}")
     if not isinstance(frames, int) or frames < 0:
         raise ValueError(f"frames must be a non-negative int, got {frames!r}")
-    obj = _objective(objective, regime)
+    obj = regime_objective(objective, regime)
     G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=seed)
     path = cache_dir() / f"{ds.name}-{obj.name}-s{seed}-{_key(ds, obj, seed, regime, n_eval)}.pt"
     state = torch.load(path, map_location="cpu", weights_only=True) if cache and path.is_file() else None
@@ -256,8 +274,11 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
         G.load_state_dict(state["G"])
         if state["P"] is not None:
             P.load_state_dict(state["P"])
+        if state.get("D") is not None:
+            D.load_state_dict(state["D"])
         return ToyResult(ds, obj, seed, regime, G.eval(), P if state["P"] is not None else None, state["history"],
-                         state["metrics"], state["frames"], state["seconds"], cached=True)
+                         state["metrics"], state["frames"], state["seconds"], cached=True,
+                         D=D.eval() if state.get("D") is not None else None)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -282,10 +303,12 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
     finally:
         torch.set_num_threads(old_threads)
     G.eval()
+    D = D.eval() if obj.uses_discriminator else None
     if cache:
         atomic_save({"G": G.state_dict(), "P": P.state_dict() if P is not None else None, "history": trainer.history,
-                     "metrics": metrics, "frames": shots, "seconds": seconds}, path)
-    return ToyResult(ds, obj, seed, regime, G, P, trainer.history, metrics, shots, seconds)
+                     "metrics": metrics, "frames": shots, "seconds": seconds,
+                     "D": D.state_dict() if D is not None else None}, path)
+    return ToyResult(ds, obj, seed, regime, G, P, trainer.history, metrics, shots, seconds, D=D)
 
 
 def _run_spec(spec: dict) -> float:
@@ -322,7 +345,7 @@ def _is_cached(spec: dict) -> bool:
     regime = regime.replace(**s) if s else regime
     if steps is not None:
         regime = regime.replace(steps=steps)
-    o = _objective(obj, regime)
+    o = regime_objective(obj, regime)
     path = cache_dir() / f"{ds.name}-{o.name}-s{seed}-{_key(ds, o, seed, regime, n_eval)}.pt"
     if not path.is_file():
         return False
