@@ -98,8 +98,10 @@ def notebook_dir(tmp_path) -> Path:
     work = tmp_path / "nb"
     work.mkdir()
     nb = json.loads(src.read_text())
-    # the pre-set comparisons are checked by nbval; here only the app's UI matters, so drop their cells
-    nb["cells"] = [c for c in nb["cells"] if "comparison" not in c.get("metadata", {}).get("tags", [])]
+    # the pre-set comparisons and the exercises' solutions are checked by nbval; here only the app's UI matters,
+    # so drop their cells (Voila executes the whole notebook before it serves the page)
+    drop = {"comparison", "solution"}
+    nb["cells"] = [c for c in nb["cells"] if not drop & set(c.get("metadata", {}).get("tags", []))]
     (work / NOTEBOOK).write_text(json.dumps(nb))
     return work
 
@@ -108,9 +110,13 @@ def _launch(page_url: str):
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    page.goto(page_url)
+    try:  # a failed start must not leave playwright's event loop running (the next test could not start its own)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(page_url, timeout=180_000)  # Voila answers once the notebook has run
+    except BaseException:
+        pw.stop()
+        raise
     return pw, browser, page
 
 
@@ -195,8 +201,9 @@ def _lab_session(page, artifacts: Path) -> None:
             break
         except Exception:  # noqa: BLE001 - retried; the final wait below reports a real failure
             page.keyboard.press("Escape")
-    page.wait_for_function(
-        """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    page.wait_for_function(  # cells whose input is folded show no prompt, so only the non-empty prompts count
+        """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                            .filter(e => e.textContent.trim());
                    return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }""", timeout=300_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Error')")
