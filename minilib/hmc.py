@@ -255,8 +255,12 @@ def effective_sample_size(samples: torch.Tensor) -> torch.Tensor:
 
     Args:
         samples: ``[S, C, *event]`` (S >= 4 draws of C chains).
-    Returns: ``[*event]`` ESS in [0, S*C]; iid draws give about S*C, an AR(1) chain with correlation rho
-    about S*C*(1 - rho)/(1 + rho).
+    Returns: ``[*event]`` ESS; iid draws give about S*C, an AR(1) chain with correlation rho
+    about S*C*(1 - rho)/(1 + rho). A coordinate in which no chain ever moves (every proposal rejected) holds
+    only its C chain values, so its ESS is the number of distinct values among them: 1 when all chains
+    started at the same point (the autocorrelation estimate alone would say about C/2 there, since it
+    cannot see correlations longer than the chains). The same limit makes about C/2 the smallest ESS of
+    chains that move but rarely: read it together with the acceptance rate and the traces.
     """
     check_tensor("samples", samples, min_dims=2)
     s, c = samples.shape[:2]
@@ -283,5 +287,8 @@ def effective_sample_size(samples: torch.Tensor) -> torch.Tensor:
     pairs = torch.cummin(pairs, dim=0).values * positive
     tau = -1.0 + 2.0 * pairs.sum(0)
     tau = torch.clamp(tau, min=1.0 / math.log10(max(s * c, 10)))
-    ess = (s * c) / tau
-    return ess.clamp(max=s * c * math.log10(max(s * c, 10))).reshape(samples.shape[2:]).to(samples.dtype)
+    ess = ((s * c) / tau).clamp(max=s * c * math.log10(max(s * c, 10)))
+    stuck = w == 0  # no chain moved: the draws are C repeated values
+    for e in stuck.nonzero().flatten().tolist():
+        ess[e] = float(torch.unique(chain_mean[:, e]).numel())
+    return ess.reshape(samples.shape[2:]).to(samples.dtype)

@@ -143,6 +143,24 @@ def test_effective_sample_size_iid_and_ar1():
     assert abs(hmc.effective_sample_size(x).item() / expected - 1) < 0.2
 
 
+def test_effective_sample_size_of_stuck_chains():
+    """Chains that never move are worth one draw per distinct value, not the ~C/2 of the autocorrelation sum."""
+    const = torch.tensor([2.0, 3.0], dtype=torch.float64).expand(150, 200, 2)
+    assert torch.equal(hmc.effective_sample_size(const), torch.ones(2, dtype=torch.float64))
+    four = torch.arange(4, dtype=torch.float64).repeat(50).expand(100, 200)  # 200 chains stuck at 4 distinct points
+    assert hmc.effective_sample_size(four).item() == 4
+    # a step far too large for the banana: every proposal is rejected and the chains stay at their start
+    banana = lambda z: -0.5 * z[:, 0] ** 2 - 0.5 * (z[:, 1] - 0.5 * z[:, 0] ** 2) ** 2
+    res = hmc.sample(banana, torch.tensor([[2.0, 3.0]]).repeat(200, 1), num_samples=150, burn_in=50, step_size=2.5,
+                     num_leapfrog=10, adapt=False, generator=torch.Generator().manual_seed(0))
+    assert res.accept_rate.max() == 0 and res.ess().max() <= 1
+    # a moving coordinate next to a stuck one keeps its own ESS
+    g = torch.Generator().manual_seed(8)
+    mixed = torch.stack([torch.randn(500, 8, generator=g, dtype=torch.float64), torch.zeros(500, 8, dtype=torch.float64)], -1)
+    ess = hmc.effective_sample_size(mixed)
+    assert abs(ess[0].item() / 4000 - 1) < 0.15 and ess[1].item() == 1
+
+
 def test_gradient_does_not_touch_module_parameters():
     lin = torch.nn.Linear(2, 3)
     res = hmc.sample(lambda z: -0.5 * lin(z).pow(2).sum(1), torch.zeros(4, 2), num_samples=2, burn_in=1,
