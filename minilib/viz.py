@@ -305,11 +305,11 @@ def animate(frames: Sequence[dict], dataset: ToyDataset, max_frames: int = 60, i
     w, h = figsize
     if w * dpi < MIN_ANIM_WIDTH_PX:
         w, h = MIN_ANIM_WIDTH_PX / dpi, h * MIN_ANIM_WIDTH_PX / (w * dpi)
-    fig, ax = plt.subplots(figsize=(w, h), dpi=dpi)
+    fig, ax = plt.subplots(figsize=(w, h), dpi=dpi, layout="tight")
     f0 = keep[0]
     art = plot_toy(ax, dataset, f0["x"], f0["y"], title=f"{title} step {int(f0['step'])}")
     _legible(fig)
-    fig.tight_layout()
+    _freeze_layout(fig)
 
     def draw(i: int) -> list:
         f = keep[i]
@@ -319,6 +319,14 @@ def animate(frames: Sequence[dict], dataset: ToyDataset, max_frames: int = 60, i
     anim = FuncAnimation(fig, draw, frames=len(keep), interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+def _freeze_layout(fig: Any) -> None:
+    """Lay the figure out once (tight) and keep it: frames then do not shift as their titles change."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
 
 
 def animate_panels(panels: dict[str, Sequence[dict]], dataset: ToyDataset, max_frames: int = 60, interval: int = 150,
@@ -331,13 +339,13 @@ def animate_panels(panels: dict[str, Sequence[dict]], dataset: ToyDataset, max_f
     n = min(len(f) for f in panels.values())
     keep = frame_indices(n, max_frames)
     size = max(panel_size, MIN_ANIM_WIDTH_PX / dpi / len(panels))
-    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), dpi=dpi, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), dpi=dpi, squeeze=False, layout="tight")
     arts = []
     for ax, (title, frames) in zip(axes[0], panels.items()):
         f = frames[keep[0]]
         arts.append((title, frames, plot_toy(ax, dataset, f["x"], f["y"], title=f"{title}: step {int(f['step'])}")))
     _legible(fig)
-    fig.tight_layout()
+    _freeze_layout(fig)
 
     def draw(i: int) -> list:
         for title, frames, art in arts:

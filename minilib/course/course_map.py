@@ -58,10 +58,11 @@ class Lesson:
 COURSE: tuple[Lesson, ...] = (
     Lesson("01", "01_l2_bias_variance.ipynb", "ℓ2 / ℓ1 = Gaussian / Laplace ML; bias–variance by Monte Carlo; the GAN "
            "and ℓ2 optima differ, MR's do not; the ℓ1 exception", 0.3, 25),
-    Lesson("02", "02_toy_mode_collapse.ipynb", "Y-shape and ring of 8: GAN, ℓ2, GAN+ℓ2, GAN+MR2 animated and counted; "
-           "the predictor's Gaussian fit", 1.5, 10),
-    Lesson("03", "03_moment_reconstruction.ipynb", "all eight MR / proxy-MR variants on ring and Y-shape, exact metrics "
-           "over 3 seeds, MR vs proxy MR", 4, 15),
+    Lesson("02", "02_toy_mode_collapse.ipynb", "Y-shape and ring of 8: GAN, ℓ2, GAN+ℓ2, GAN+MR2 animated and counted "
+           "against the project page's claims; the GAN and GAN+ℓ2 collapse on the ring; the predictor's Gaussian fit", 1.5, 10),
+    Lesson("03", "03_moment_reconstruction.ipynb", "MR-GAN's ring of 8 reproduced (GAN and GAN+ℓ2 collapse, the four "
+           "Gaussian moment losses hold all 8 modes, 3 seeds); each term's gradient on a collapsed group; all eight "
+           "variants on the Y-shape; MR vs proxy MR", 4, 15),
     Lesson("04", "04_loss_comparison.ipynb", "interactive app: up to four objectives side by side, live (also "
            "`voila notebooks/04_loss_comparison.ipynb`)", 1.5, 15),
     Lesson("05", "05_mode_seeking.ipynb", "MSGAN's ratio, a λ sweep in the shape of MSGAN's Table 6, MS vs MR on the "
