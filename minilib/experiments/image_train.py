@@ -58,6 +58,7 @@ def _check_resume(a: argparse.Namespace, run: RunFolder, spec: TaskSpec, profile
     if meta is not None and meta.get("profile") != profile:
         refuse("--profile", meta.get("profile"), profile)
     trained = ck.get("objective") or (meta or {}).get("objective")
+    trained = None if trained is None else {**asdict(Objective()), **trained}  # older runs lack the newer fields
     if trained is not None and trained != asdict(objective):
         if trained.get("name") != objective.name:
             refuse("--objective", str(trained.get("name")).split(":")[-1], objective.name.split(":")[-1])
