@@ -158,3 +158,19 @@ def test_pmr2_restores_the_colours_l1_removes_on_a_held_out_seed(tmp_path, monke
     assert l1["valid"] < 0.2 and l1["colours"] < 0.5 and l1["sample_std"] < 0.05, l1
     assert pmr2["valid"] >= 0.5 and pmr2["colours"] >= 2.0 and pmr2["kl"] < 1.0, pmr2
     assert time.perf_counter() - t0 < 150
+
+
+def test_lesson_table_and_summary_round_trip(tmp_path):
+    from minilib.course.colour_lesson import LESSON, RUNS, lesson_objective, metric_table, read_summary, write_summary
+
+    assert {k for k, _ in RUNS} == set(LESSON) and lesson_objective("gan+mr2-default").moment_warmup == 0
+    with pytest.raises(ValueError):
+        lesson_objective("gan+mr7")
+    fields = dict(valid=0.0, colours=0.0, kl=2.23, kl_floor=0.116, sample_std=0.0, background_error=0.01)
+    res = {("l1", 0): {"metrics": fields, "cpu_seconds": 12.0},
+           ("gan+pmr2", 0): {"metrics": {**fields, "valid": 0.7, "colours": 2.8}, "cpu_seconds": 30.0}}
+    back = read_summary(write_summary(res, tmp_path / "colours" / "summary.json"))
+    assert metric_table(back) == metric_table(res)
+    lines = metric_table(res).splitlines()
+    assert lines[2].startswith("| ℓ1 | 0 | 0.00") and lines[3].startswith("| GAN+pMR2 | 0 | 0.70 | 2.80")
+    assert lines[-1].startswith("| exact samples (expected) | – | 1.00 | 2.98 | 0.12")
