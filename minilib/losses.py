@@ -137,7 +137,8 @@ def mle_loss(center: torch.Tensor, log_dispersion: torch.Tensor, y: torch.Tensor
 
 # --------------------------------------------------------------------------------------------- MR
 def mr_loss(
-    samples: torch.Tensor, y: torch.Tensor, dist: str = "gaussian", order: int = 2, min_dispersion: float = 1e-6
+    samples: torch.Tensor, y: torch.Tensor, dist: str = "gaussian", order: int = 2, min_dispersion: float = 1e-6,
+    noise_variance: float = 0.0, unbiased_precision: bool = False,
 ) -> torch.Tensor:
     """Moment reconstruction loss MR1 / MR2 (= MCMLE1 / MCMLE1/2), MR-GAN Eq. 8 and Algorithms 5-8.
 
@@ -152,18 +153,30 @@ def mr_loss(
         min_dispersion: floor on the sample variance / MAD of order 2. Where all K samples coincide (a
             collapsed generator, or pixels a network copies from its input) the Gaussian/Laplace NLL would be
             NaN or infinite; the floor keeps it finite (and large). It never binds for spread-out samples.
+        noise_variance: Gaussian order 2 only: the known variance of the data's observation noise, *added* to the
+            sample variance (the model is y = G(x, z) + ε, ε ~ N(0, noise_variance)). Unlike the floor it keeps the
+            variance's gradient, and it bounds the loss where the K samples agree.
+        unbiased_precision: Gaussian order 2 only: divide the K samples' sum of squares by K - 3 instead of K - 1.
+            For Gaussian samples E[1 / s²] = (K-1)/(K-3) / σ² with the unbiased s², so the plain loss is minimised
+            by a spread (K-1)/(K-3) times the data's (1.4x at K = 8); with K - 3, E[1 / variance] = 1 / σ² (K >= 4).
     Returns: scalar mean over elements (and over the K targets for Laplace).
     """
     check_number("min_dispersion", min_dispersion, low=0.0, low_open=False)
+    check_number("noise_variance", noise_variance, low=0.0, low_open=False)
     _check_dist(dist)
     _check_order(order)
-    _check_samples(samples, 1 if (dist == "gaussian" and order == 1) else 2)
+    if dist == "laplace" and (noise_variance or unbiased_precision):
+        raise ConfigError("noise_variance and unbiased_precision apply to the Gaussian MR only, got dist='laplace'")
+    k_min = 4 if (unbiased_precision and order == 2) else 1 if (dist == "gaussian" and order == 1) else 2
+    _check_samples(samples, k_min)
     _check_like("y", y, "samples[:, 0]", samples, samples[:, 0].shape)
     if dist == "gaussian":
         mean = samples.mean(dim=1)  # [B, *event]
         if order == 1:
             return ((y - mean) ** 2).mean()
-        var = samples.var(dim=1, unbiased=True).clamp_min(min_dispersion)
+        k = samples.shape[1]
+        var = samples.var(dim=1, unbiased=True) * ((k - 1) / (k - 3) if unbiased_precision else 1.0)
+        var = (var + noise_variance).clamp_min(min_dispersion)
         return (0.5 * (y - mean) ** 2 / var + 0.5 * torch.log(var)).mean()
     median, mad = sample_moments(samples, "laplace")
     t = _spread_median(samples, y, median)  # [B, K, *event]

@@ -46,6 +46,12 @@ class Objective:
         ms_weight: weight of MSGAN's mode-seeking regulariser (needs k >= 2).
         entropy_weight: weight of PresGAN's entropy regulariser (the term itself lives in ``minilib.presgan``).
         k: generator samples per input in one step (the K of the MR-GAN paper).
+        noise_variance: MR2 (Gaussian) only: the data's known observation-noise variance, added to the K samples'
+            variance (see :func:`minilib.losses.mr_loss`); 0 keeps the paper's loss.
+        unbiased_precision: MR2 (Gaussian) only: the K samples' sum of squares divided by K - 3 instead of K - 1,
+            so that 1 / variance is unbiased and the loss's optimum is the data's spread (needs k >= 4).
+        moment_warmup: training rounds during which an order-2 moment term acts as order 1 (the centre is fitted
+            before the spread); applied by :func:`generator_terms` when it is given the step (the Trainer does).
     """
 
     name: str = "custom"
@@ -60,6 +66,9 @@ class Objective:
     ms_weight: float = 0.0
     entropy_weight: float = 0.0
     k: int = 8
+    noise_variance: float = 0.0
+    unbiased_precision: bool = False
+    moment_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.gan_kind not in GAN_KINDS:
@@ -77,6 +86,16 @@ class Objective:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         if not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be a positive int (samples per input), got {self.k!r}")
+        if isinstance(self.moment_warmup, bool) or not isinstance(self.moment_warmup, int) or self.moment_warmup < 0:
+            raise ValueError(f"moment_warmup must be an int >= 0 (rounds), got {self.moment_warmup!r}")
+        if not self.noise_variance >= 0:
+            raise ValueError(f"noise_variance must be >= 0, got {self.noise_variance}")
+        if self.noise_variance or self.unbiased_precision:
+            if (self.moment, self.moment_dist) != ("mr", "gaussian"):
+                raise ValueError(f"noise_variance and unbiased_precision apply to the Gaussian MR only, got moment = "
+                                 f"{self.moment!r}, moment_dist = {self.moment_dist!r}")
+            if self.unbiased_precision and self.k < 4:
+                raise ValueError(f"unbiased_precision divides by K - 3: k must be >= 4, got k = {self.k}")
         needs_two = self.ms_weight > 0 or (
             self.moment is not None and self.moment_weight > 0 and (self.moment_order == 2 or self.moment_dist == "laplace")
         )
@@ -110,7 +129,10 @@ class Objective:
             terms.append(f"{self.rec_weight:g}·{self.rec}")
         if self.moment and self.moment_weight:
             tag = f"{self.moment.upper() if self.moment == 'mr' else 'pMR'}{self.moment_order}"
-            terms.append(f"{self.moment_weight:g}·{tag}-{self.moment_dist}")
+            notes = [note for on, note in ((self.noise_variance, f"+{self.noise_variance:g} noise variance"),
+                                           (self.unbiased_precision, "K-3 precision"),
+                                           (self.moment_warmup, f"order 1 for {self.moment_warmup} rounds")) if on]
+            terms.append(f"{self.moment_weight:g}·{tag}-{self.moment_dist}" + (f" ({', '.join(notes)})" if notes else ""))
         if self.ms_weight:
             terms.append(f"{self.ms_weight:g}·MS")
         if self.entropy_weight:
@@ -172,6 +194,8 @@ def generator_terms(
     center: torch.Tensor | None = None,
     log_dispersion: torch.Tensor | None = None,
     z: Noise | None = None,
+    step: int | None = None,
+    adversarial: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Every weighted term of the generator loss of ``objective`` for one batch (MR-GAN Eq. 2, 3, 6, 8; MSGAN Eq. 1).
 
@@ -183,6 +207,9 @@ def generator_terms(
         z: the flat noise ``[B·K, ...]`` (or a tuple of noise maps) that made the samples, with the K samples of
             input b at rows ``b·K ... b·K + K - 1`` (required for mode seeking: the first and second half of
             each input's samples are the pairs).
+        step: the training round; before ``objective.moment_warmup`` an order-2 moment term is computed at order 1.
+            None (the app's engine): no warm-up.
+        adversarial: False leaves out the GAN term (the Trainer's ``gan_start`` rounds; no logits needed).
     Returns:
         ``{"gan", "rec", "moment", "ms": weighted term, ...}`` for the terms the objective uses, plus ``"total"``.
     """
@@ -190,20 +217,23 @@ def generator_terms(
     b, k = samples.shape[0], samples.shape[1]
     samples32, y32 = samples.float(), y.float()  # moments in float32 even under autocast
     terms: dict[str, torch.Tensor] = {}
-    if obj.gan_weight > 0:
+    order = 1 if (step is not None and step < obj.moment_warmup) else obj.moment_order
+    if obj.gan_weight > 0 and adversarial:
         if logits is None:
             raise ValueError(f"logits are required: objective {obj.name!r} has gan_weight = {obj.gan_weight}")
         terms["gan"] = obj.gan_weight * L.gan_loss(logits.float(), True, obj.gan_kind, generator=True)
     if obj.rec is not None and obj.rec_weight > 0:
         terms["rec"] = obj.rec_weight * L.reconstruction_loss(samples32, y32, 1 if obj.rec == "l1" else 2)
     if obj.moment == "mr" and obj.moment_weight > 0:
-        terms["moment"] = obj.moment_weight * L.mr_loss(samples32, y32, obj.moment_dist, obj.moment_order)
+        terms["moment"] = obj.moment_weight * L.mr_loss(samples32, y32, obj.moment_dist, order,
+                                                        noise_variance=obj.noise_variance,
+                                                        unbiased_precision=obj.unbiased_precision)
     if obj.needs_predictor:
         if center is None or log_dispersion is None:
             raise ValueError(f"center and log_dispersion (the predictor's outputs) are required: objective {obj.name!r} "
                              "uses proxy MR")
         terms["moment"] = obj.moment_weight * L.proxy_mr_loss(samples32, center.float(), log_dispersion.float(),
-                                                              obj.moment_dist, obj.moment_order)
+                                                              obj.moment_dist, order)
     if obj.ms_weight > 0:
         if z is None:
             raise ValueError(f"z (the samples' noise) is required: objective {obj.name!r} uses mode seeking")

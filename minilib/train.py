@@ -46,7 +46,9 @@ class TrainConfig:
     """Optimisation settings (defaults: MR-GAN Appendix B; toys override some and say so).
 
     ``batch_size`` is the discriminator's (and predictor's) batch; ``g_batch_size`` the number of
-    inputs per generator update, each expanded to ``objective.k`` samples.
+    inputs per generator update, each expanded to ``objective.k`` samples. ``lr_decay_from``: both learning rates
+    are constant for that fraction of :meth:`Trainer.fit`'s rounds, then fall linearly to 0 (pix2pix's schedule;
+    1.0: constant). ``gan_start``: rounds with neither D updates nor the GAN term (the other terms act alone first).
     """
 
     lr_g: float = 1e-4
@@ -65,6 +67,8 @@ class TrainConfig:
     channels_last: bool = True  # only ever used on CUDA for 4-D tensors
     log_every: int = 10
     progress: bool = True
+    lr_decay_from: float = 1.0
+    gan_start: int = 0
 
     def __post_init__(self) -> None:
         for name in ("lr_g", "lr_d"):
@@ -72,6 +76,8 @@ class TrainConfig:
         for name in ("batch_size", "g_batch_size", "d_steps", "g_steps", "log_every"):
             check_int(name, getattr(self, name))
         check_number("weight_decay", self.weight_decay, low=0.0, low_open=False)
+        check_number("lr_decay_from", self.lr_decay_from, low=0.0, high=1.0, low_open=False, high_open=False)
+        check_int("gan_start", self.gan_start, 0)
         if self.clip_value is not None:
             check_number("clip_value", self.clip_value, low=0.0)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -139,16 +145,9 @@ class Trainer:
     draws different noise (seed + rank) and should read its own shard of the data.
     """
 
-    def __init__(
-        self,
-        G: nn.Module,
-        D: nn.Module | None,
-        objective: Objective,
-        config: TrainConfig | None = None,
-        P: nn.Module | None = None,
-        extra_loss: ExtraLoss | None = None,
-        transform_real: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> None:
+    def __init__(self, G: nn.Module, D: nn.Module | None, objective: Objective, config: TrainConfig | None = None,
+                 P: nn.Module | None = None, extra_loss: ExtraLoss | None = None,
+                 transform_real: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if not isinstance(objective, Objective):
             raise ConfigTypeError(f"objective must be an Objective (see minilib.objectives.get_objective), got {type(objective).__name__}")
         self.config = config = config or TrainConfig()
@@ -156,6 +155,9 @@ class Trainer:
             raise ValueError(f"D is required: objective {objective.name!r} has gan_weight = {objective.gan_weight}")
         if objective.needs_predictor and P is None:
             raise ValueError(f"P is required: objective {objective.name!r} uses proxy MR (train one with fit_predictor)")
+        if config.gan_start and not (objective.rec or objective.moment or objective.ms_weight):
+            raise ConfigError(f"config.gan_start = {config.gan_start}: objective {objective.name!r} has no term besides "
+                              "the GAN one to train with before the GAN starts")
         if not hasattr(_unwrap(G), "noise"):
             raise TypeError("G must have a noise(n, device, generator) method (the generator contract)")
         self.objective = objective
@@ -166,9 +168,7 @@ class Trainer:
         fmt = {"memory_format": torch.channels_last} if self.channels_last else {}
         self.G = G.to(self.device, **fmt)
         self.D = D.to(self.device, **fmt) if D is not None else None
-        self.P = P.to(self.device, **fmt).eval() if P is not None else None
-        if self.P is not None:
-            self.P.requires_grad_(False)
+        self.P = P.to(self.device, **fmt).eval().requires_grad_(False) if P is not None else None
         self.extra_loss = extra_loss
         self.transform_real = transform_real
         self.rank = 0
@@ -261,20 +261,20 @@ class Trainer:
 
         Draws K samples per input in one forward, asks D and P for what the objective needs, and lets
         :func:`~minilib.objectives.generator_terms` weigh the terms; ``extra_loss`` terms are added last."""
-        obj = self.objective
+        obj, adversarial = self.objective, self.step >= self.config.gan_start
         b, k = x.shape[0], obj.k
         with self._autocast():
             samples, z = sample_k(self.G, x, k, self.noise_gen)  # [B, K, *event]
         logits = center = log_disp = None
-        if obj.gan_weight > 0:
-            D = self.D_core
-            D.requires_grad_(False)  # no D gradients during the G update
+        if obj.gan_weight > 0 and adversarial:
+            self.D_core.requires_grad_(False)  # no D gradients during the G update
             with self._autocast():
-                logits = D(x.repeat_interleave(k, dim=0), samples.reshape(b * k, *samples.shape[2:]))
+                logits = self.D_core(x.repeat_interleave(k, dim=0), samples.reshape(b * k, *samples.shape[2:]))
         if obj.needs_predictor:
             with torch.no_grad(), self._autocast():
                 center, log_disp = self.P(x)
-        terms = generator_terms(obj, samples, y, logits=logits, center=center, log_dispersion=log_disp, z=z)
+        terms = generator_terms(obj, samples, y, logits=logits, center=center, log_dispersion=log_disp, z=z,
+                                step=self.step, adversarial=adversarial)
         if self.extra_loss is not None:
             terms.pop("total")
             terms.update(self.extra_loss(self, x, y, samples, z))
@@ -299,11 +299,12 @@ class Trainer:
         return out
 
     def train_step(self, stream: Stream) -> None:
-        """One round: ``d_steps`` D updates, then ``g_steps`` G updates; advances ``self.step``."""
+        """One round: ``d_steps`` D updates (none before ``config.gan_start``), then ``g_steps`` G updates; advances
+        ``self.step``."""
         cfg = self.config
         self.G.train()
         try:  # the losses refuse NaN / Inf inputs on CPU: the run diverged
-            if self.D is not None:
+            if self.D is not None and self.step >= cfg.gan_start:
                 self.D.train()
                 for _ in range(cfg.d_steps):
                     self.discriminator_step(*stream.next(cfg.batch_size))
@@ -318,17 +319,9 @@ class Trainer:
                 self.history.setdefault(key, []).append(sum(vals) / len(vals))
             self._pending = {}
 
-    def fit(
-        self,
-        stream: Stream,
-        steps: int,
-        callback: Callable[["Trainer"], Any] | None = None,
-        callback_every: int = 0,
-        checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 0,
-        should_stop: Callable[[], bool] | None = None,
-        check_every: int = 100,
-    ) -> dict[str, list[float]]:
+    def fit(self, stream: Stream, steps: int, callback: Callable[["Trainer"], Any] | None = None, callback_every: int = 0,
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
+            should_stop: Callable[[], bool] | None = None, check_every: int = 100) -> dict[str, list[float]]:
         """Train until ``self.step == steps`` (a total, so a resumed run ends where the original would).
 
         ``callback(trainer)`` runs every ``callback_every`` steps (live plots, animation frames, metrics via
@@ -344,6 +337,7 @@ class Trainer:
             while self.step < steps:
                 if should_stop is not None and should_stop():
                     break
+                self.set_lr(steps)
                 self.train_step(stream)
                 bar.update(1)
                 if check_every and self.step % check_every == 0:
@@ -358,18 +352,23 @@ class Trainer:
             self.save(checkpoint, stream)
         return self.history
 
+    def set_lr(self, total: int) -> None:
+        """Both learning rates at this step of a ``total``-round run: constant until ``config.lr_decay_from * total``,
+        then linearly to 0 (pix2pix). A function of the step only, so a resumed run follows the same schedule."""
+        start = self.config.lr_decay_from * total
+        if start < total:
+            factor = 1.0 if self.step < start else max(0.0, (total - self.step) / (total - start))
+            for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+                for group in opt.param_groups if opt is not None else ():
+                    group["lr"] = lr * factor
+
     # -- exact resume ---------------------------------------------------------------------------------
     def state_dict(self, stream: Stream | None = None) -> dict:
         """Everything needed to continue exactly: weights, optimisers, step, history, RNG and stream state."""
-        state = {
-            "step": self.step,
-            "G": self.G_core.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "history": {k: list(v) for k, v in self.history.items()},
-            "pending": {k: list(v) for k, v in self._pending.items()},
-            "objective": asdict(self.objective),
-            **save_rng(self.noise_gen, self.device),  # on CPU: set_state wants CPU bytes
-        }
+        state = {"step": self.step, "G": self.G_core.state_dict(), "opt_g": self.opt_g.state_dict(),
+                 "history": {k: list(v) for k, v in self.history.items()},
+                 "pending": {k: list(v) for k, v in self._pending.items()}, "objective": asdict(self.objective),
+                 **save_rng(self.noise_gen, self.device)}  # the RNG state on CPU: set_state wants CPU bytes
         if self.D is not None:
             state["D"] = self.D_core.state_dict()
             state["opt_d"] = self.opt_d.state_dict()
@@ -383,7 +382,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict, stream: Stream | None = None) -> None:
         """Continue from :meth:`state_dict` wherever its tensors were loaded (CheckpointError if it does not fit)."""
-        if state.get("objective", asdict(self.objective)) != asdict(self.objective):
+        trained = {**asdict(Objective()), **state.get("objective", asdict(self.objective))}  # older: no newer fields
+        if trained != asdict(self.objective):
             raise CheckpointError(f"checkpoint was trained with objective {state['objective']}, not {asdict(self.objective)}")
         try:
             self.G_core.load_state_dict(state["G"])

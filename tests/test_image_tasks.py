@@ -208,6 +208,14 @@ def test_bench_image(tmp_path, capsys):
     assert "vs base" in capsys.readouterr().out
 
 
+def test_bench_image_includes_the_procedural_colour_task(tmp_path):
+    assert "pix2pix-colours" in T.TASKS and T.TASKS["pix2pix-colours"].fixture is None
+    assert bench_image_main(["--tasks", "pix2pix-colours", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [r["objective"] for r in rows] == ["gan+l1", "gan+mr2", "gan+pmr2"]
+    assert rows[0]["batch"] == rows[1]["batch"] * rows[1]["k"]
+
+
 def test_a_new_task_is_one_entry(tmp_path, monkeypatch, capsys):
     """Adding an image task of an existing family is one TASKS entry: train, evaluate, the notebooks' loader and
     bench image all accept it with nothing else changed."""

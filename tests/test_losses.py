@@ -93,6 +93,48 @@ def test_mr2_gaussian_value():
     assert L.mr_loss(s, y, "gaussian", 2).item() == pytest.approx(4 / (2 * 2) + 0.5 * math.log(2))
 
 
+def test_mr2_noise_variance_is_added_not_a_floor():
+    """y = G + ε with known Var ε: the Gaussian NLL uses s² + σ_n² (finite where the K samples agree, and the
+    variance keeps its gradient, which a clamp at σ_n² would kill)."""
+    s = _x([[[1.0], [3.0]]])  # mean 2, var 2
+    y = _x([[4.0]])
+    assert L.mr_loss(s, y, noise_variance=0.5).item() == pytest.approx(4 / (2 * 2.5) + 0.5 * math.log(2.5))
+    flat = _x([[[1.0], [1.0], [1.0]]], grad=True)  # collapsed samples: var 0
+    loss = L.mr_loss(flat, _x([[2.0]]), noise_variance=0.25)
+    assert loss.item() == pytest.approx(1 / (2 * 0.25) + 0.5 * math.log(0.25))
+    loss.backward()
+    assert torch.isfinite(flat.grad).all()
+    with pytest.raises(ValueError, match="noise_variance"):
+        L.mr_loss(s, y, noise_variance=-1.0)
+    with pytest.raises(ValueError, match="Gaussian"):
+        L.mr_loss(_x([[[1.0], [2.0], [7.0]]]), _x([[5.0]]), "laplace", noise_variance=0.1)
+
+
+def test_mr2_unbiased_precision_divides_by_k_minus_3():
+    s = _x([[[0.0], [1.0], [2.0], [5.0]]])  # K = 4, mean 2, sum of squares 4 + 1 + 0 + 9 = 14
+    y = _x([[3.0]])
+    v = 14 / (4 - 3)
+    assert L.mr_loss(s, y, unbiased_precision=True).item() == pytest.approx(1 / (2 * v) + 0.5 * math.log(v))
+    with pytest.raises(ValueError, match="K >= 4"):
+        L.mr_loss(s[:, :3], y, unbiased_precision=True)
+    assert L.mr_loss(s[:, :3], y, order=1, unbiased_precision=True).item() == pytest.approx(4.0)  # order 1: no variance
+
+
+def test_mr2_unbiased_precision_puts_the_optimum_at_the_data_spread():
+    """E[1/s²] = (K-1)/(K-3)/σ² for Gaussian samples: with K - 3 the precision is unbiased, so the expected loss
+    over y ~ N(0, 1) is smallest when the generator's spread is the data's, not 1.4 times it (K = 8)."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(100_000, 8, 1, generator=g, dtype=torch.float64)
+    y = torch.randn(100_000, 1, generator=g, dtype=torch.float64)
+    prec = 1 / (z.var(1) * 7 / 5)
+    assert prec.mean().item() == pytest.approx(1.0, rel=0.02)
+    scales = [0.8, 0.9, 1.0, 1.1, 1.2]
+    plain = [L.mr_loss(c * z, y).item() for c in scales]
+    fixed = [L.mr_loss(c * z, y, unbiased_precision=True).item() for c in scales]
+    assert scales[fixed.index(min(fixed))] == 1.0
+    assert scales[plain.index(min(plain))] == 1.2  # the plain loss prefers a wider spread (its optimum: 1.18)
+
+
 def test_mr_laplace_trick_value_and_gradient():
     """Alg. 7: the value is |y - median| and the gradient reaches every sample equally."""
     s = _x([[[1.0], [2.0], [7.0]]], grad=True)  # median 2

@@ -184,6 +184,56 @@ def test_exact_resume(tmp_path):
     assert full.history == resumed.history
 
 
+def _scheduled(stop_at=None, ckpt=None, resume_from=None, steps=8):
+    """GAN + repaired MR2 with every schedule on: MR2 acts as MR1 for 3 rounds, no GAN / D for 2, lr decay from half."""
+    torch.manual_seed(5)
+    obj = get_objective("gan+mr2", k=4, moment_weight=0.3, noise_variance=4e-4, unbiased_precision=True, moment_warmup=3)
+    tr = Trainer(TinyG(), TinyD(), obj, quiet(log_every=1, lr_decay_from=0.5, gan_start=2, lr_g=1e-3, lr_d=2e-3))
+    stream = GaussStream(3)
+    if resume_from is not None:
+        tr.load(resume_from, stream)
+    tr.fit(stream, steps, checkpoint=ckpt, should_stop=None if stop_at is None else (lambda: tr.step >= stop_at))
+    return tr
+
+
+def test_gan_start_warmup_and_lr_decay():
+    from minilib import losses as L
+    from minilib.objectives import generator_terms
+
+    tr = _scheduled(steps=0)
+    D0 = [p.detach().clone() for p in tr.D.parameters()]
+    stream, seen = GaussStream(3), []
+    while tr.step < 8:
+        tr.set_lr(8)
+        seen.append((tr.opt_g.param_groups[0]["lr"], tr.opt_d.param_groups[0]["lr"]))
+        tr.train_step(stream)
+        if tr.step == 2:  # no D update and no GAN term before gan_start
+            assert all(torch.equal(a, b) for a, b in zip(D0, tr.D.parameters())) and "g_gan" not in tr.history
+    assert len(tr.history["g_gan"]) == len(tr.history["d_real"]) == 6 and len(tr.history["g_moment"]) == 8
+    # pix2pix's schedule: constant for rounds 0-3, then (8 - step) / 4 of the base rate
+    assert [g for g, _ in seen] == pytest.approx([1e-3] * 5 + [1e-3 * f for f in (0.75, 0.5, 0.25)])
+    assert [d for _, d in seen] == pytest.approx([2e-3 * g / 1e-3 for g, _ in seen])
+    # MR2 acts as MR1 before moment_warmup (no step given: the app's engine, no warm-up)
+    s, y = torch.randn(3, 4, 2), torch.randn(3, 2)
+    obj = tr.objective
+    mr1, mr2 = 0.3 * L.mr_loss(s, y, order=1), 0.3 * L.mr_loss(s, y, noise_variance=4e-4, unbiased_precision=True)
+    for step, want in ((0, mr1), (2, mr1), (3, mr2), (None, mr2)):
+        assert generator_terms(obj, s, y, step=step, adversarial=False)["moment"].item() == pytest.approx(want.item())
+    with pytest.raises(ValueError, match="gan_start"):
+        Trainer(TinyG(), TinyD(), get_objective("gan"), quiet(gan_start=1))
+
+
+def test_exact_resume_through_gan_start_warmup_and_lr_decay(tmp_path):
+    full = _scheduled()
+    for stop in (1, 5):  # inside the GAN-free rounds, and inside the decay
+        _scheduled(stop_at=stop, ckpt=tmp_path / f"ck{stop}.pt")
+        resumed = _scheduled(resume_from=tmp_path / f"ck{stop}.pt")
+        for a, b in zip([*full.G.parameters(), *full.D.parameters()], [*resumed.G.parameters(), *resumed.D.parameters()]):
+            assert torch.equal(a, b), stop
+        assert full.history == resumed.history
+        assert resumed.opt_g.param_groups[0]["lr"] == full.opt_g.param_groups[0]["lr"]
+
+
 def test_checkpoint_is_weights_only_and_atomic(tmp_path):
     path = tmp_path / "a" / "ck.pt"
     atomic_save({"w": torch.ones(2)}, path)
@@ -390,6 +440,11 @@ def test_fit_predictor_early_stops_on_validation():
         (lambda: TrainConfig(clip_value=math.nan), "clip_value"),
         (lambda: Trainer(TinyG(), TinyD(), get_objective("gan"), quiet(device="banana")), "device"),
         (lambda: TrainConfig(g_steps=0), "g_steps"),
+        (lambda: TrainConfig(lr_decay_from=1.5), "lr_decay_from"),
+        (lambda: TrainConfig(gan_start=-1), "gan_start"),
+        (lambda: Objective(moment="pmr", noise_variance=0.1), "Gaussian MR only"),
+        (lambda: Objective(moment="mr", unbiased_precision=True, k=3), "k must be >= 4"),
+        (lambda: Objective(moment="mr", moment_warmup=-1), "moment_warmup"),
         (lambda: Trainer(TinyG(), None, get_objective("gan"), quiet()), "D is required"),
         (lambda: Trainer(TinyG(), TinyD(), get_objective("gan+pmr2"), quiet()), "P is required"),
         (lambda: Trainer(nn.Linear(2, 2), TinyD(), get_objective("gan"), quiet()), "noise"),

@@ -95,11 +95,12 @@ def bench_image_main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="minilib-bench-") as tmp:
         for name in a.tasks:
             spec = TASKS[name]
-            root = spec.fixture(Path(tmp) / spec.dataset)
+            root = spec.fixture(Path(tmp) / spec.dataset) if spec.fixture else Path(tmp)  # procedural: no files
             runs = []
             for obj_name in (spec.baseline, "gan+mr2", "gan+pmr2"):
-                obj = task_objective(spec, obj_name)
-                b = build(spec, root, a.profile, a.device, 0, obj, progress=False)
+                # every term from the first step (a task's warm-up or GAN delay would time a different step)
+                obj = task_objective(spec, obj_name, moment_warmup=0)
+                b = build(spec, root, a.profile, a.device, 0, obj, progress=False, gan_start=0)
                 bsz = a.batch if obj.moment else a.batch * spec.k
                 obj = obj if obj.moment else obj.replace(k=1)
                 x, y = DatasetStream(b.train, 0).next(bsz)

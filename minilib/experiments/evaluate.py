@@ -5,6 +5,7 @@ NDB/JSD and FID.
 * :func:`evaluate_run` / :func:`evaluate_main` — ``python -m minilib evaluate --run runs/… --protocol
   mrgan`` loads a run written by ``python -m minilib train`` (:func:`minilib.experiments.runs.load_run`),
   scores it and writes ``<run>/eval_<protocol>_<metric>.json`` (read by :mod:`minilib.experiments.results`).
+  A task whose family knows its exact truth (the colour task) adds its exact metrics under ``"exact"``.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from ..errors import (ConfigError, ConfigTypeError, MinilibError, check_device, 
 from ..metrics.diversity import DIVERSITY_PROTOCOLS, lpips_diversity, pairwise_diversity, pixel_distance
 from ..metrics.ndb import fit_ndb_bins, ndb_jsd
 from ..train import sample_k
-from .runs import load_run
+from .image_tasks import get_task
+from .runs import RunFolder, load_run
 
 __all__ = ["sample_protocol", "evaluate_run", "evaluate_main"]
 
@@ -59,7 +61,8 @@ def evaluate_run(run: str | Path, protocol: str = "mrgan", metric: str = "lpips"
 
     ``ndb_k`` adds NDB/JSD with that many k-means bins fitted on (up to 2,000) training targets in
     pixel space (MSGAN App. B uses K = 50 on maps); ``fid`` adds FID of one sample per input against
-    the inputs' ground truth (needs pytorch-fid's Inception weights).
+    the inputs' ground truth (needs pytorch-fid's Inception weights). A family with ``exact_metrics`` (the colour
+    task) adds them under ``"exact"`` (every test input, 12 samples each, noise seeded with ``seed``).
     Returns the JSON-ready record :mod:`minilib.experiments.results` reads."""
     if protocol not in DIVERSITY_PROTOCOLS:
         raise ConfigError(f"protocol must be one of {sorted(DIVERSITY_PROTOCOLS)}, got {protocol!r}")
@@ -98,6 +101,8 @@ def evaluate_run(run: str | Path, protocol: str = "mrgan", metric: str = "lpips"
 
         truth = built.to_image(x.cpu(), y.cpu())[1].clamp(0, 1)
         extra["fid"] = inception_fid(truth, images[:, 0], input_range="[0,1]", device=device)
+    if spec.family.exact_metrics is not None:
+        extra["exact"] = spec.family.exact_metrics(G, spec.family.sizes[meta["profile"]], seed)
     rec = {**extra,
         "task": spec.name, "objective": objective.name.split(":")[-1], "objective_detail": objective.describe(),
         "profile": meta["profile"], "step": step, "protocol": protocol, "num_inputs": n, "metric": div.metric,
@@ -118,8 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder holding run.json and checkpoint.pt")
     p.add_argument("--protocol", default="mrgan", choices=sorted(DIVERSITY_PROTOCOLS))
-    p.add_argument("--metric", default="lpips", choices=("lpips", "pixel"),
-                   help="lpips (needs torchvision ImageNet backbone weights) or pixel (mean |a-b|, no weights)")
+    p.add_argument("--metric", default=None, choices=("lpips", "pixel"),
+                   help="lpips (needs torchvision ImageNet backbone weights) or pixel (mean |a-b|, no weights); default: "
+                        "the task's (lpips; pixel for pix2pix-colours, whose exact metrics are what count)")
     p.add_argument("--net", default="alex", choices=("alex", "vgg", "squeeze"), help="LPIPS backbone (default alex)")
     p.add_argument("--version", default="0.1", choices=("0.0", "0.1"), help="LPIPS version (default 0.1)")
     p.add_argument("--backbone-weights", default=None, help="torchvision state-dict file for the LPIPS backbone")
@@ -133,6 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _default_metric(run: str) -> str:
+    """The run's task's diversity metric (``"lpips"`` when the folder is not a readable run: loading reports that)."""
+    try:
+        return get_task(RunFolder(Path(run)).settings()["task"]["name"]).family.diversity_metric
+    except (MinilibError, ValueError):
+        return "lpips"
+
+
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """``python -m minilib evaluate ...``; returns the exit status (2 on a bad flag, a missing or unreadable file).
 
@@ -141,6 +155,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        a.metric = a.metric or _default_metric(a.run)
         out = a.out or check_output_file("--out", Path(a.run) / f"eval_{a.protocol}_{a.metric}.json")
         rec = evaluate_run(a.run, a.protocol, a.metric, a.num_inputs, a.net, a.version, a.backbone_weights, a.data,
                            device, a.seed, a.ndb_k, a.fid)

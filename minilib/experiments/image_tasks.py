@@ -9,6 +9,10 @@ length and its fixture. Adding a task of an existing family is one entry of :dat
 Profiles: ``"full"`` — the paper's sizes (GPU, real data); ``"smoke"`` — tiny widths at reduced resolution
 with small batches, so a CPU run of a few steps exercises exactly the same code (tests, CI, notebooks 08-10
 without a GPU); ``"bench"`` — moderate widths at reduced resolution (``bench image`` timings).
+
+The colour task (``pix2pix-colours``, notebook 07b) is *procedural*: its data is generated on the fly with an exact
+p(y | x) (:mod:`minilib.data.colours`), it needs no dataset folder, and its full profile is a CPU recipe (the smoke
+profile is the same networks for fewer rounds); ``evaluate`` adds its exact metrics (:mod:`minilib.metrics.colours`).
 """
 from __future__ import annotations
 
@@ -23,14 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import images as I
+from ..data.colours import ColourDataset, ColourTask
 from ..data.fixtures import make_celeba, make_cityscapes, make_maps
 from ..nets import (GLCICDiscriminator, GLCICGenerator, GLCICPredictor, PatchDiscriminator, Pix2PixGenerator,
                     Pix2PixPredictor, SRGANDiscriminator, SRGANGenerator, SRGANPredictor)
+from ..metrics.colours import score_colour_generator
 from ..objectives import Objective, get_objective
 from ..train import TrainConfig, sample_k
 
 __all__ = ["ImageFamily", "TaskSpec", "TASKS", "PROFILES", "Built", "choose_profile", "task_objective", "build",
-           "sample_grid", "get_task"]
+           "sample_grid", "get_task", "COLOURS"]
 
 PROFILES = ("smoke", "bench", "full")
 ToImage = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -46,6 +52,12 @@ class ImageFamily:
     figures; ``sizes[profile]`` the network and data sizes of each profile ("full" is the paper's);
     ``smoke_steps`` the training rounds of a smoke run (a few seconds on one CPU core); ``mask_channel`` the
     channel of x that marks the hole when diversity is scored inside it (inpainting), else None.
+    ``full_steps`` / ``predictor_steps`` / ``predictor_val_every``: ``train``'s defaults in the full profile.
+    ``procedural``: the data is generated (no dataset folder, no fixture, no loader threads) and the full profile
+    runs on a CPU. ``exact_metrics(G, sizes, seed) -> dict``: scores against a known truth, added by ``evaluate``;
+    ``diversity_metric``: ``evaluate``'s default distance ("lpips", or "pixel" where LPIPS adds nothing);
+    ``cpu_threads``: torch threads of a CPU run when ``--threads`` is not given (None: torch's choice; tiny networks
+    are fastest on one, and much slower on two when another process holds the second core).
     """
 
     name: str
@@ -54,6 +66,13 @@ class ImageFamily:
     sizes: dict[str, dict[str, Any]]
     smoke_steps: int
     mask_channel: int | None = None
+    full_steps: int = 100_000
+    predictor_steps: int = 20_000
+    predictor_val_every: int = 500
+    procedural: bool = False
+    exact_metrics: Callable[[nn.Module, dict[str, Any], int], dict[str, Any]] | None = None
+    diversity_metric: str = "lpips"
+    cpu_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,9 @@ class TaskSpec:
     ``d_steps`` : ``g_steps`` is the update ratio; ``rec`` / ``rec_weight`` the baseline's
     reconstruction loss; ``mr_weight`` / ``pmr_weight`` are λ for MR and proxy MR; ``fixture(root)``
     writes a tiny dataset in the real on-disk layout (smoke runs without ``--data``).
+    ``train_settings``: :class:`~minilib.train.TrainConfig` fields of this task (else Appendix B's);
+    ``preset_objective`` / ``preset_train``: per preset name, :class:`~minilib.objectives.Objective` /
+    ``TrainConfig`` fields that :func:`task_objective` / :func:`build` apply (a preset's weights and schedule).
     """
 
     name: str
@@ -80,6 +102,9 @@ class TaskSpec:
     pmr_weight: float
     about: str
     fixture: Callable[[Path], Any] | None = field(default=None, compare=False)
+    train_settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    preset_objective: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    preset_train: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def kind(self) -> str:
@@ -107,7 +132,7 @@ def _nets(G: type, D: type, P: type, mr2_full_output: bool = False) -> Callable[
         g = s["g"]
         mr2 = objective is not None and objective.moment == "mr" and objective.moment_order == 2
         extra = {"paste": False} if (mr2_full_output and mr2) else {}
-        p = {k: v for k, v in g.items() if k != "noise_channels"}  # the predictor: same network, no noise
+        p = {k: v for k, v in g.items() if k not in ("noise_channels", "noise_levels")}  # P: same network, no noise
         return G(**g, **extra), D(**s["d"]), P(**p)
     return networks
 
@@ -165,6 +190,31 @@ GLCIC = ImageFamily(
                          size=64, hole=(24, 32))},
     smoke_steps=6, mask_channel=3)
 
+def _colour_data(root: Path, s: dict[str, Any], seed: int) -> tuple[Any, Any, ToImage]:
+    task = ColourTask(size=s["size"])  # generated on the fly: no folder (root is not read)
+
+    def to_image(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ((x.cpu() + 1) / 2).expand(-1, 3, -1, -1), (y.cpu() + 1) / 2  # the mask in grey, y in [0, 1]
+    return ColourDataset(task, "train"), ColourDataset(task, "val"), to_image
+
+
+def _colour_metrics(G: nn.Module, s: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The exact metrics on every test shape, 12 samples each (:mod:`minilib.metrics.colours`)."""
+    task = ColourTask(size=s["size"])
+    r = score_colour_generator(G, task.shapes("test"), task, n_samples=12, seed=seed)
+    return {**{k: v for k, v in r.items() if not k.startswith("per_input")}, "split": "test"}
+
+
+# the CPU recipe: one size for every profile (smoke = fewer rounds); noise of 8 channels enters only at the 1x1
+# bottleneck (a global code, as the colour is a global choice); D's receptive field (34 px) covers the image
+_COLOUR_SIZES = dict(g=dict(in_channels=1, out_channels=3, image_size=32, n_down=5, ngf=8, noise_channels=8, noise_levels=1),
+                     d=dict(in_channels=1, out_channels=3, ndf=16, n_layers=2), size=32)
+COLOURS = ImageFamily(
+    "colours", _nets(Pix2PixGenerator, PatchDiscriminator, Pix2PixPredictor), _colour_data,
+    sizes={"full": _COLOUR_SIZES, "smoke": _COLOUR_SIZES, "bench": _COLOUR_SIZES}, smoke_steps=20,
+    full_steps=400, predictor_steps=300, predictor_val_every=50, procedural=True, exact_metrics=_colour_metrics,
+    diversity_metric="pixel", cpu_threads=1)
+
 TASKS: dict[str, TaskSpec] = {
     "pix2pix-cityscapes": TaskSpec("pix2pix-cityscapes", PIX2PIX, "cityscapes", 16, 8, 10, 1, 1, "l1", 100.0, 10.0, 10.0,
                                    "Cityscapes label colours -> photo, 256x256 (App. B.2)", make_cityscapes),
@@ -175,6 +225,18 @@ TASKS: dict[str, TaskSpec] = {
     # the paper found no working MR weight for GLCIC; 100 (the baseline's l2 weight) is our choice
     "glcic-celeba": TaskSpec("glcic-celeba", GLCIC, "celeba", 16, 8, 12, 1, 3, "l2", 100.0, 100.0, 1000.0,
                              "CelebA inpainting of a 48-64 px hole, 128x128 (App. B.4)", make_celeba),
+    # not a paper's task: a known answer on a CPU. Adam 1e-3 (G and D), no weight decay / AMSGrad / clipping, lr
+    # decay from half-way; pMR2 trains 100 rounds without the GAN first, and MR2 is the repaired one (the data's
+    # pixel-noise variance added, K - 3 precision, MR1 for 100 rounds): notebook 07b says why each is needed
+    "pix2pix-colours": TaskSpec(
+        "pix2pix-colours", COLOURS, "colours", 16, 4, 8, 1, 1, "l1", 100.0, 0.3, 10.0,
+        "digit shape -> the shape in one of 3 colours, 32x32: exact p(y|x), CPU (notebook 07b)",
+        train_settings=dict(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), weight_decay=0.0, amsgrad=False, clip_value=None,
+                            lr_decay_from=0.5),
+        preset_objective={"l1": dict(rec_weight=1.0), "gan+mr1": dict(moment_weight=10.0),
+                          "gan+mr2": dict(noise_variance=ColourTask().noise_std ** 2, unbiased_precision=True,
+                                          moment_warmup=100)},
+        preset_train={"gan+pmr2": dict(gan_start=100)}),
 }
 """Every image task by name; ``python -m minilib train --task``, ``evaluate`` and ``bench image`` read it."""
 
@@ -188,14 +250,18 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
     return TASKS[task]
 
 
-def choose_profile(data: str | Path | None = None, device: str | None = None) -> tuple[str, str]:
-    """``(profile, reason)``: ``$MINILIB_PROFILE`` if set, else ``"full"`` when the device is CUDA and the
-    data folder exists, else ``"smoke"`` (DESIGN.md section 5; notebooks 08-10 print the reason)."""
+def choose_profile(data: str | Path | None = None, device: str | None = None,
+                   spec: TaskSpec | None = None) -> tuple[str, str]:
+    """``(profile, reason)``: ``$MINILIB_PROFILE`` if set, else ``"full"`` for a procedural task (``spec``) or when
+    the device is CUDA and the data folder exists, else ``"smoke"`` (DESIGN.md section 5; notebooks 08-10 print
+    the reason)."""
     env = os.environ.get("MINILIB_PROFILE")
     if env:
         if env not in ("smoke", "full"):
             raise ValueError(f"MINILIB_PROFILE must be 'smoke' or 'full', got {env!r}")
         return env, f"MINILIB_PROFILE={env}"
+    if spec is not None and spec.family.procedural:
+        return "full", "generated data: the full profile runs on a CPU"
     cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     if not cuda:
         return "smoke", "no CUDA device: tiny networks on fixture-sized images"
@@ -206,7 +272,8 @@ def choose_profile(data: str | Path | None = None, device: str | None = None) ->
 
 def task_objective(spec: TaskSpec, name: str, **overrides: Any) -> Objective:
     """The preset ``name`` with the task's K and Appendix B weights: reconstruction weight for the
-    baseline (ℓ1 100 / ℓ2 1000 / ℓ2 100), λ_MR or λ_pMR for the moment terms; ``overrides`` last."""
+    baseline (ℓ1 100 / ℓ2 1000 / ℓ2 100), λ_MR or λ_pMR for the moment terms, then the task's settings for this
+    preset (``spec.preset_objective``); ``overrides`` last."""
     obj = get_objective(name)
     changes: dict[str, Any] = {"k": spec.k, "name": f"{spec.name}:{name}"}
     if obj.rec is not None:
@@ -215,6 +282,7 @@ def task_objective(spec: TaskSpec, name: str, **overrides: Any) -> Objective:
         changes["moment_weight"] = spec.mr_weight
     elif obj.moment == "pmr":
         changes["moment_weight"] = spec.pmr_weight
+    changes.update(spec.preset_objective.get(name, {}))
     changes.update(overrides)
     return obj.replace(**changes)
 
@@ -237,7 +305,9 @@ def build(spec: TaskSpec, root: str | Path, profile: str = "smoke", device: str 
           objective: Objective | None = None, **config_overrides: Any) -> Built:
     """Networks (seeded), train / val datasets from ``root`` and the task's TrainConfig for a profile.
 
-    ``objective`` lets the family adapt its networks to it (GLCIC with MR2: see :func:`_nets`)."""
+    ``objective`` lets the family adapt its networks to it (GLCIC with MR2: see :func:`_nets`); a preset's
+    schedule (``spec.preset_train``, found by the preset name that :func:`task_objective` gives it) applies to
+    the config, and ``config_overrides`` last."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if not isinstance(spec, TaskSpec):
@@ -247,8 +317,10 @@ def build(spec: TaskSpec, root: str | Path, profile: str = "smoke", device: str 
     G, D, P = spec.family.networks(s, objective)
     train, val, to_image = spec.family.datasets(Path(root), s, seed)
     batches = dict(batch_size=spec.batch_size, g_batch_size=spec.g_batch_size) if profile == "full" else _SMOKE_BATCH
+    preset = spec.preset_train.get(objective.name.split(":")[-1], {}) if objective is not None else {}
     config = TrainConfig(**{**batches, "d_steps": spec.d_steps, "g_steps": spec.g_steps, "seed": seed, "device": device,
-                            "log_every": 10 if profile == "full" else 1, **config_overrides})
+                            "log_every": 10 if profile == "full" else 1, **spec.train_settings, **preset,
+                            **config_overrides})
     return Built(G, D, P, train, val, config, to_image)
 
 

@@ -58,6 +58,7 @@ def _check_resume(a: argparse.Namespace, run: RunFolder, spec: TaskSpec, profile
     if meta is not None and meta.get("profile") != profile:
         refuse("--profile", meta.get("profile"), profile)
     trained = ck.get("objective") or (meta or {}).get("objective")
+    trained = None if trained is None else {**asdict(Objective()), **trained}  # older runs lack the newer fields
     if trained is not None and trained != asdict(objective):
         if trained.get("name") != objective.name:
             refuse("--objective", str(trained.get("name")).split(":")[-1], objective.name.split(":")[-1])
@@ -71,6 +72,9 @@ def _check_resume(a: argparse.Namespace, run: RunFolder, spec: TaskSpec, profile
 
 # ------------------------------------------------------------------------------------------- train
 _EPILOG = """examples:
+  # the exact-truth colour task: a CPU run of its full recipe (about half a minute; notebook 07b), then its metrics:
+  python -m minilib train --task pix2pix-colours --objective gan+pmr2 --out runs/colours-pmr2
+  python -m minilib evaluate --run runs/colours-pmr2
   # a 1-minute CPU try-out on generated fixture images (no download needed):
   python -m minilib train --task srgan-celeba --objective gan+pmr2 --out runs/try --profile smoke
   # the paper's Pix2Pix run on a GPU, after `python -m minilib prepare cityscapes --src ... --dst data/cityscapes`:
@@ -95,25 +99,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="gan+pmr2", choices=preset_names(), metavar="NAME",
                    help="loss preset (default gan+pmr2); see minilib.objectives.preset_names()")
     p.add_argument("--data", default=None, help="dataset folder (layout: data/README.md). Optional with --profile "
-                   "smoke: tiny fixture images are generated in OUT/fixture")
+                   "smoke: tiny fixture images are generated in OUT/fixture; not used by pix2pix-colours (generated)")
     p.add_argument("--out", required=True, type=output_folder,
                    help="run folder for checkpoints, samples and history (created if needed)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--profile", choices=("smoke", "full"), default=None,
                    help="full = the paper's networks and batches (GPU); smoke = tiny networks at low resolution "
-                        "(CPU, seconds). Default: $MINILIB_PROFILE, else full with CUDA and --data, else smoke")
+                        "(CPU, seconds). Default: $MINILIB_PROFILE, else full with CUDA and --data (pix2pix-colours: always), "
+                        "else smoke")
     p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--steps", type=positive_int, default=None, help="total training rounds (one round = the task's D "
-                   "and G updates); default 100000 full, 4 smoke")
+                   "and G updates); default 100000 full (pix2pix-colours: 400), 4 smoke")
     p.add_argument("--predictor-steps", type=positive_int, default=None, help="max predictor steps for proxy MR "
-                   "(default 20000 full, 4 smoke; early stop on validation loss)")
+                   "(default 20000 full (pix2pix-colours: 300), 4 smoke; early stop on validation loss)")
     p.add_argument("--checkpoint-every", type=positive_int, default=None,
                    help="rounds between checkpoints (default 500 full, 1 smoke)")
     p.add_argument("--sample-every", type=positive_int, default=None,
                    help="rounds between sample grids (default 1000; smoke: at the end)")
     p.add_argument("--k", type=positive_int, default=None, help="override the task's samples per input K")
     p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; pix2pix-colours on a CPU: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -127,24 +133,25 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     :class:`~minilib.errors.MinilibError` (``python -m minilib`` prints it and exits 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = a.threads or (TASKS[a.task].family.cpu_threads if device == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     info = init_from_env(device)
     say = (lambda *m: print(*m, flush=True)) if info.is_main else (lambda *m: None)
-    profile = a.profile
-    if profile is None:
-        profile, why = choose_profile(a.data if a.data else None, info.device)
-        say(f"profile: {profile} ({why})")
     spec, out = TASKS[a.task], Path(a.out)
+    family, profile = spec.family, a.profile
+    if profile is None:
+        profile, why = choose_profile(a.data if a.data else None, info.device, spec)
+        say(f"profile: {profile} ({why})")
     run = RunFolder(out)
     full = profile == "full"
-    steps = a.steps if a.steps is not None else (100_000 if full else 4)
+    steps = a.steps if a.steps is not None else (family.full_steps if full else 4)
     ckpt = run.checkpoint
     if ckpt.exists() and not a.resume:
         say(f"error: {out} already holds a run; pass --resume to continue it or choose another --out")
         return 2
-    if a.data is None and full:
+    if a.data is None and full and not family.procedural:
         say(f"error: --data is required with --profile full (the {spec.dataset} folder; see data/README.md)")
         return 2
     try:
@@ -160,7 +167,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if info.is_main:
         for p in run.remove_leftovers():
             say(f"removed {p.name} (left by an interrupted run)")
-    if a.data is None:
+    if a.data is None and not family.procedural:
         if info.is_main:
             _fixture(spec, run)
         barrier()
@@ -174,7 +181,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         hint = f" (delete {root} to generate the fixture again)" if a.data is None else ""
         say(f"error: {e}{hint}")
         return 2
-    stream = DatasetStream(b.train, a.seed, rank=info.rank, world_size=info.world_size, workers=4 if full else 0)
+    stream = DatasetStream(b.train, a.seed, rank=info.rank, world_size=info.world_size,
+                           workers=4 if full and not family.procedural else 0)
     if info.is_main:
         run.write_settings(argv=argv, data=Path(a.data) if a.data else None, spec=spec, profile=profile,
                            objective=objective, config=b.config, steps=steps)
@@ -184,8 +192,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if not ppath.exists():  # every rank fits (no long barrier under DDP); rank 0's weights are used
             say(f"training the predictor ({objective.moment_dist} MLE) to its lowest validation loss ...")
             res = fit_predictor(P, DatasetStream(b.train, a.seed + 1), DatasetStream(b.val, a.seed + 2, shuffle=False),
-                                dist=objective.moment_dist, steps=a.predictor_steps or (20_000 if full else 4),
-                                batch_size=b.config.batch_size, val_every=500 if full else 2, config=b.config,
+                                dist=objective.moment_dist, steps=a.predictor_steps or (family.predictor_steps if full else 4),
+                                batch_size=b.config.batch_size, val_every=family.predictor_val_every if full else 2, config=b.config,
                                 progress=not a.no_progress)
             if info.is_main:
                 run.save_predictor(P, objective, res)
