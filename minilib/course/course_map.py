@@ -74,7 +74,8 @@ COURSE: tuple[Lesson, ...] = (
     Lesson("07", "07_metrics.ipynb", "LPIPS diversity protocols, NDB/JSD, Fréchet distances, realism; how protocols "
            "change the number", 0.5, 20),
     Lesson("07b", "07b_pix2pix_colours.ipynb", "the exact-truth colour task: Pix2Pix on CPU on sklearn digits coloured "
-           "from a known palette; ℓ1 and GAN+ℓ1 collapse to one colour, proxy MR2 recovers the palette", 4, 15),
+           "from a known palette; ℓ1, GAN+ℓ1 and GAN+ℓ1+MS paint no palette colour at all, GAN+pMR2 paints all "
+           "three, counted against the exact answer", 5, 15),
     Lesson("08", "08_pix2pix_cityscapes.ipynb", "Pix2Pix + noise: ℓ1 vs MR vs proxy MR (full: GPU + Cityscapes; "
            "smoke: CPU fixtures)", 0.5, 20, GPU),
     Lesson("09", "09_srgan_celeba.ipynb", "SRGAN + noise on CelebA 16→64 (full: GPU + CelebA; smoke: CPU fixtures)",
