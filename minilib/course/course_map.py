@@ -65,8 +65,8 @@ COURSE: tuple[Lesson, ...] = (
            "variants on the Y-shape; MR vs proxy MR", 4, 15),
     Lesson("04", "04_loss_comparison.ipynb", "interactive app: up to four objectives side by side, live (also "
            "`voila notebooks/04_loss_comparison.ipynb`)", 1.5, 15),
-    Lesson("05", "05_mode_seeking.ipynb", "MSGAN's ratio, a λ sweep in the shape of MSGAN's Table 6, MS vs MR on the "
-           "same toy", 2, 10),
+    Lesson("05", "05_mode_seeking.ipynb", "MSGAN's ratio, a λ sweep in the shape of MSGAN's Table 6 on notebook 03's "
+           "ring (the GAN collapses, MS at λ = 1 covers all 8 modes), MS vs MR1 on the same toy", 3, 10),
     Lesson("06", "06_hmc_presgan.ipynb", "HMC from scratch, PresGAN's entropy gradient, the ring (GAN collapses, "
            "PresGAN covers all 8 modes, 3 seeds), log-likelihood of GAN / PresGAN / VAE on digits", 4, 20),
     Lesson("06b", "06b_stacked_digits.ipynb", "StackedMNIST in miniature: 1,000 modes of stacked sklearn digits, "
