@@ -16,30 +16,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS as BASE_ARGS, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "04_loss_comparison.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = BASE_ARGS
 BIN = Path(sys.executable).parent
-
-
-def _require_browser() -> None:
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append(f"{CHROMIUM} is absent (apt-get install -y chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package is not installed (pip install playwright; no browser download needed)")
-    if missing:
-        reason = "; ".join(missing)
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the browser test cannot run: {reason}")
-        pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -91,7 +75,7 @@ def artifacts(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def notebook_dir(tmp_path) -> Path:
-    _require_browser()
+    require_browser()
     src = ROOT / "notebooks" / NOTEBOOK
     if not src.exists():
         pytest.fail(f"{src} is missing")

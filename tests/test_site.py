@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS as BASE_ARGS, require_browser
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from minilib.course import site
@@ -146,24 +147,7 @@ def test_site_command(course, capsys):
 
 
 # ----------------------------------------------------------------------------------------------- real browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-
-
-def _require_browser() -> None:
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append(f"{CHROMIUM} is absent (apt-get install -y chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package is not installed (pip install playwright; no browser download needed)")
-    if missing:
-        reason = "; ".join(missing)
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the browser test cannot run: {reason}")
-        pytest.skip(reason)
+CHROMIUM_ARGS = BASE_ARGS + ["--autoplay-policy=no-user-gesture-required"]
 
 
 def _artifacts() -> Path:
@@ -212,7 +196,7 @@ def _animation_plays(page) -> str:
 
 @pytest.mark.browser
 def test_site_opens_offline_in_chromium(tmp_path):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "site"
