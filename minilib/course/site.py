@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from minilib.course.course_map import MAP_END, MAP_START
+from minilib.video import JSHTML_ICON_CSS
 
 __all__ = ["CourseEntry", "read_course_map", "build_index", "render_notebook", "build_site", "strip_remote",
            "remote_resources", "site_main", "TEMPLATE"]
@@ -56,14 +57,10 @@ nav.minilib-nav a:hover { text-decoration: underline; }
 nav.minilib-nav .here { font-weight: 600; color: #24292f; }
 nav.minilib-nav .off { color: #8c959f; }
 .minilib-animation { max-width: 100%; height: auto; }
-/* matplotlib's JavaScript animation player loads its button icons (font-awesome) from a CDN: plain glyphs here */
-.animation .fa { font-style: normal; font-family: "DejaVu Sans", system-ui, sans-serif; font-weight: bold; }
-.animation .fa-play:before { content: "\25B6"; } .animation .fa-pause:before { content: "\2016"; }
-.animation .fa-minus:before { content: "\2212"; } .animation .fa-plus:before { content: "+"; }
-.animation .fa-fast-backward:before { content: "\21E4"; } .animation .fa-fast-forward:before { content: "\21E5"; }
-.animation .fa-step-backward:before { content: "\2039"; } .animation .fa-step-forward:before { content: "\203A"; }
-.animation .fa-flip-horizontal { display: inline-block; transform: scaleX(-1); }
 """
+
+# matplotlib's JavaScript animation player loads its button icons (font-awesome) from a CDN: plain glyphs here
+NAV_CSS += JSHTML_ICON_CSS.removeprefix("<style>").removesuffix("</style>").strip() + "\n"
 
 INDEX_CSS = """
 body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #24292f; margin: 0; }
