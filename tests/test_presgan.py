@@ -200,11 +200,12 @@ class _DigitStream:
         self.gen.set_state(s["rng"])
 
 
-def _presgan_run(steps, ckpt=None, resume=None):
+def _presgan_run(steps, ckpt=None, resume=None, device="cpu"):
     torch.manual_seed(5)
     G = NoisyGenerator(DigitGenerator(nz=4, channels=1, ngf=4), (1, 8, 8), sigma_init=0.3)
     tr = make_presgan_trainer(G, DigitDiscriminator(1, ndf=4), get_objective("presgan", k=2),
-                              TrainConfig(progress=False, batch_size=4, g_batch_size=2, log_every=1),
+                              TrainConfig(progress=False, batch_size=4, g_batch_size=2, log_every=1, device=device,
+                                          amp=False),
                               burn_in=1, num_samples=1, num_leapfrog=2)
     stream = _DigitStream()
     if resume is not None:
@@ -239,17 +240,7 @@ def test_presgan_rng_state_is_cpu_bytes_and_loads_from_anywhere(tmp_path):
 def test_presgan_resume_on_cuda(tmp_path):
     """PresGAN trained on CUDA resumes from its checkpoint onto CUDA (HMC RNG on the GPU, state kept on CPU)."""
     def run(steps, ckpt=None, resume=None):
-        torch.manual_seed(5)
-        G = NoisyGenerator(DigitGenerator(nz=4, channels=1, ngf=4), (1, 8, 8), sigma_init=0.3)
-        tr = make_presgan_trainer(G, DigitDiscriminator(1, ndf=4), get_objective("presgan", k=2),
-                                  TrainConfig(progress=False, batch_size=4, g_batch_size=2, log_every=1, device="cuda",
-                                              amp=False),
-                                  burn_in=1, num_samples=1, num_leapfrog=2)
-        stream = _DigitStream()
-        if resume is not None:
-            tr.load(resume, stream)
-        tr.fit(stream, steps, checkpoint=ckpt, checkpoint_every=1 if ckpt else 0)
-        return tr
+        return _presgan_run(steps, ckpt, resume, device="cuda")
 
     full = run(4)
     run(2, ckpt=tmp_path / "ck.pt")
