@@ -89,7 +89,8 @@ def plot_forces(ax: Any, group: torch.Tensor, force: torch.Tensor, dataset: Mixt
     fs = (f * scale).numpy()
     ax.quiver(g[:, 0], g[:, 1], fs[:, 0], fs[:, 1], angles="xy", scale_units="xy", scale=1, color=color,
               width=0.006, zorder=2)
-    ax.set(xlim=(-2.8, 2.8), ylim=(-2.8, 2.8), aspect="equal", xlabel="y₁", ylabel="y₂", title=title)
+    lim = max(2.8, float(abs(g).max()) + 0.4, float(abs(g + fs).max()) + 0.2)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="y₁", ylabel="y₂", title=title)
 
 
 def subset_losses(dataset: MixtureToy, subsets: dict[str, list[int]], objectives: list[Objective], k: int = 16,
