@@ -17,14 +17,14 @@ GLCIC: pMR 1000, ℓ2 100).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
 from . import losses as L
 from .losses import DISTS, GAN_KINDS
 
-__all__ = ["Objective", "PRESETS", "get_objective", "preset_names", "generator_terms"]
+__all__ = ["Objective", "PRESETS", "get_objective", "preset_names", "generator_terms", "objective_record"]
 
 Noise = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -167,6 +167,12 @@ PRESETS: dict[str, Objective] = {
 def preset_names() -> list[str]:
     """Names of every preset, in a teaching order."""
     return list(PRESETS)
+
+
+def objective_record(record: dict) -> dict:
+    """A saved objective (``asdict`` of an :class:`Objective`, e.g. from a checkpoint) completed with the defaults of
+    fields added since it was saved, so that it compares equal to today's record of the same objective."""
+    return {**asdict(Objective()), **record}
 
 
 def get_objective(name: str, **overrides: object) -> Objective:

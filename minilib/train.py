@@ -27,7 +27,7 @@ from . import losses as L
 from .checkpoints import atomic_save, load_checkpoint, nonfinite_tensors, restore_rng, save_rng, to_cpu
 from .errors import (CheckpointError, ConfigError, ConfigTypeError, NonFiniteError, TrainingDiverged, check_device, check_int,
                      check_number)
-from .objectives import Objective, generator_terms
+from .objectives import Objective, generator_terms, objective_record
 
 __all__ = ["Stream", "TrainConfig", "Trainer", "TrainingDiverged", "sample_k", "make_optimizer"]
 
@@ -382,7 +382,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict, stream: Stream | None = None) -> None:
         """Continue from :meth:`state_dict` wherever its tensors were loaded (CheckpointError if it does not fit)."""
-        trained = {**asdict(Objective()), **state.get("objective", asdict(self.objective))}  # older: no newer fields
+        trained = objective_record(state.get("objective", asdict(self.objective)))
         if trained != asdict(self.objective):
             raise CheckpointError(f"checkpoint was trained with objective {state['objective']}, not {asdict(self.objective)}")
         try:

@@ -17,7 +17,7 @@ from ..checkpoints import load_checkpoint
 from ..data.images import DatasetStream
 from ..errors import (CheckpointError, ConfigError, DataError, debug_enabled, device_arg, nonnegative_int,
                       output_folder, positive_int)
-from ..objectives import Objective, preset_names
+from ..objectives import Objective, objective_record, preset_names
 from ..predictor import fit_predictor
 from ..train import Trainer, TrainingDiverged
 from .distributed import barrier, cleanup, init_from_env
@@ -58,7 +58,7 @@ def _check_resume(a: argparse.Namespace, run: RunFolder, spec: TaskSpec, profile
     if meta is not None and meta.get("profile") != profile:
         refuse("--profile", meta.get("profile"), profile)
     trained = ck.get("objective") or (meta or {}).get("objective")
-    trained = None if trained is None else {**asdict(Objective()), **trained}  # older runs lack the newer fields
+    trained = None if trained is None else objective_record(trained)
     if trained is not None and trained != asdict(objective):
         if trained.get("name") != objective.name:
             refuse("--objective", str(trained.get("name")).split(":")[-1], objective.name.split(":")[-1])
