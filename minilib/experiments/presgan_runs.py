@@ -28,7 +28,8 @@ from ..train import TrainConfig, Trainer
 from .parallel import map_in_processes
 from .toys import toy_adam
 
-__all__ = ["real_stacked_stats", "METHODS", "StackedRun", "run_stacked", "run_ring", "run_rings", "digit_likelihoods"]
+__all__ = ["real_stacked_stats", "METHODS", "StackedRun", "run_stacked", "run_stacked_many", "run_ring", "run_rings",
+           "digit_likelihoods"]
 
 
 METHODS = ("gan", "presgan", "gan+ms", "gan+mr")
@@ -154,14 +155,29 @@ def _ring_from_spec(spec: dict) -> dict:
     return run_ring(**spec)
 
 
+def _method_specs(specs: Sequence[dict]) -> list[dict]:
+    specs = [dict(s) if isinstance(s, dict) else s for s in specs]
+    for s in specs:
+        if not isinstance(s, dict) or "method" not in s:
+            raise ValueError(f"every spec must be a dict with at least 'method', got {s!r}")
+    return specs
+
+
 def run_rings(specs: Sequence[dict], workers: int | None = None) -> list[dict]:
     """:func:`run_ring` for every spec (a dict of its keyword arguments, e.g. ``{"method": "gan", "seed": 1}``),
     in ``workers`` processes (:func:`minilib.experiments.parallel.map_in_processes`; 1 = here). Results in order."""
-    specs = [dict(s) for s in specs]
-    for s in specs:
-        if "method" not in s:
-            raise ValueError(f"every spec must be a dict with at least 'method', got {s!r}")
-    return map_in_processes(_ring_from_spec, specs, workers)
+    return map_in_processes(_ring_from_spec, _method_specs(specs), workers)
+
+
+def _stacked_from_spec(spec: dict) -> StackedRun:
+    return run_stacked(**spec)
+
+
+def run_stacked_many(specs: Sequence[dict], workers: int | None = None) -> list[StackedRun]:
+    """:func:`run_stacked` for every spec (its keyword arguments, e.g. ``{"method": "gan", "steps": 1000}``) in
+    ``workers`` processes with one torch thread each (1 = here, in order); the same results as one by one with
+    one thread. Results in order."""
+    return map_in_processes(_stacked_from_spec, _method_specs(specs), workers)
 
 
 def digit_likelihoods(steps: int = 500, vae_steps: int = 1500, encoder_steps: int = 500, num_test: int = 100,
