@@ -1,4 +1,4 @@
-"""One training loop for every objective and every network (DESIGN.md section 4).
+"""One training loop for every objective and every network.
 
 * :func:`sample_k` draws K samples per input with one batched forward of size B·K.
 * :class:`Trainer` owns G, D, the optional frozen predictor P, their optimisers and the state needed
@@ -92,24 +92,23 @@ def make_optimizer(params: Any, lr: float, config: TrainConfig) -> torch.optim.O
 
 # ----------------------------------------------------------------------------------------- sampling
 def sample_k(G: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Noise]:
-    """K samples per input from one batched forward (DESIGN.md section 2).
+    """K samples per input from one batched forward (the generator contract of ARCHITECTURE.md).
 
     Args:
         G: a generator ``G(x, z)`` with ``G.noise(n, device, generator)`` (may be wrapped in DDP).
-        x: ``[B, *x_shape]`` inputs (``[B, 0]`` for unconditional models).
-        k: samples per input.
+        x: ``[B, *x_shape]`` inputs (``[B, 0]`` for unconditional models); k: samples per input.
     Returns:
         ``samples`` ``[B, K, *event]`` and the flat noise ``z`` (``[B·K, ...]`` or a tuple of such), with the
-        K samples of input b at rows ``b·K ... b·K + K - 1``.
+        K samples of input b at rows ``b·K ... b·K + K - 1``. ``encodes_once`` generators get ``G(x, z, repeat=K)``.
     """
     check_int("k", k)
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
         raise ConfigError(f"x must be a tensor [B, ...], got {type(x).__name__}")
     core = G.module if hasattr(G, "module") else G
     b = x.shape[0]
-    x_rep = x.repeat_interleave(k, dim=0)  # [B·K, *x_shape]
     z = core.noise(b * k, device=x.device, generator=generator)
-    y = G(x_rep, z)  # [B·K, *event]
+    # [B·K, *event]; an encoder that sees no noise runs once per input (called through the wrapper: DDP still syncs)
+    y = G(x, z, repeat=k) if k > 1 and getattr(core, "encodes_once", False) else G(x.repeat_interleave(k, dim=0), z)
     return y.reshape(b, k, *y.shape[1:]), z
 
 

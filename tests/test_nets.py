@@ -209,3 +209,35 @@ def test_bad_inputs():
     D = GLCICDiscriminator(image_size=16, width=2)
     with pytest.raises(ValueError, match="x must have shape"):
         D(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_pix2pix_encodes_each_input_once_with_the_same_samples_and_gradients(train_mode):
+    """G(x, z, repeat=K) equals G(x repeated K times, z), values and gradients, in train and eval mode; sample_k
+    uses it, so the encoder's first layer sees B inputs, not B·K."""
+    from minilib.train import sample_k
+
+    torch.manual_seed(0)
+    G = Pix2PixGenerator(1, 3, image_size=32, n_down=5, ngf=8, noise_channels=4, noise_levels=2)
+    G.train(train_mode)
+    x = torch.randn(3, 1, 32, 32)
+    z = G.noise(3 * 4, generator=torch.Generator().manual_seed(1))
+    y_rep = G(x, z, repeat=4)
+    (y_rep ** 2).mean().backward()
+    g_rep = [p.grad.clone() for p in G.parameters()]
+    G.zero_grad()
+    y_full = G(x.repeat_interleave(4, dim=0), z)
+    (y_full ** 2).mean().backward()
+    assert y_rep.shape == (12, 3, 32, 32)
+    torch.testing.assert_close(y_rep, y_full, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_rep, (p.grad for p in G.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    seen = []
+    hook = G.net.down[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    samples, _ = sample_k(G, x, 4)
+    hook.remove()
+    assert seen == [3] and samples.shape == (3, 4, 3, 32, 32)
+    with pytest.raises(ValueError, match="repeat"):
+        G(x, z, repeat=0)
+    with pytest.raises(ValueError, match="z\\[0\\] must have shape"):
+        G(x, z, repeat=2)  # noise for 12 samples, 6 asked

@@ -87,15 +87,26 @@ class UNet(nn.Module):
         s0 = self.image_size // 2**self.n_down
         return [(self.noise_channels, s0 * 2**j, s0 * 2**j) for j in range(self.noise_levels)]
 
-    def forward(self, x: torch.Tensor, z: Noise | None = None) -> torch.Tensor:
-        """x ``[B, C_in, S, S]``, z: tuple of ``noise_levels`` maps -> raw ``[B, C_out, S, S]``."""
+    def forward(self, x: torch.Tensor, z: Noise | None = None, repeat: int = 1) -> torch.Tensor:
+        """x ``[B, C_in, S, S]``, z: tuple of ``noise_levels`` maps for ``B·repeat`` samples -> raw
+        ``[B·repeat, C_out, S, S]``, the ``repeat`` outputs of input b at rows ``b·repeat ...``.
+
+        The encoder sees no noise, so it runs once per input and its maps are repeated: the same outputs and
+        gradients as ``forward(x.repeat_interleave(repeat, 0), z)`` (BatchNorm's batch mean and variance are those of
+        the distinct inputs either way), with the encoder's cost paid once instead of ``repeat`` times. Only the
+        running variance differs slightly: its n / (n - 1) correction counts the distinct inputs."""
         check_image("x", x, self.in_channels, self.image_size)
-        zs = check_noise(z, self.noise_shapes(), x.shape[0]) if self.noise_levels else ()
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            raise ValueError(f"repeat must be an int >= 1 (samples per input), got {repeat!r}")
+        zs = check_noise(z, self.noise_shapes(), x.shape[0] * repeat) if self.noise_levels else ()
         skips = []
         h = x
         for block in self.down:
             h = block(h)
             skips.append(h)
+        if repeat > 1:
+            skips = [t.repeat_interleave(repeat, dim=0) for t in skips]
+            h = skips[-1]
         for i in reversed(range(self.n_down)):
             inp = [h] if i == self.n_down - 1 else [h, skips[i]]
             if self._noisy(i):
@@ -108,7 +119,8 @@ class Pix2PixGenerator(nn.Module):
     """``G(x, z) -> y`` in [-1, 1]: the U-Net with noise at the decoder's innermost maps (MR-GAN B.2).
 
     x ``[B, in_channels, S, S]`` (normalised per channel), z = ``G.noise(B)`` (tuple of 3 maps
-    ``[B, 32, s, s]``, s = 1, 2, 4 at the defaults) -> y ``[B, out_channels, S, S]``.
+    ``[B, 32, s, s]``, s = 1, 2, 4 at the defaults) -> y ``[B, out_channels, S, S]``. ``G(x, z, repeat=k)`` with
+    z for ``B·k`` samples gives k samples per input and encodes each input once.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, image_size: int = 256, n_down: int = 8,
@@ -124,8 +136,11 @@ class Pix2PixGenerator(nn.Module):
         """Draw z: a tuple of N(0, 1) maps ``[n, noise_channels, s, s]``, innermost first."""
         return randn_maps(n, self.net.noise_shapes(), device, generator)
 
-    def forward(self, x: torch.Tensor, z: Noise) -> torch.Tensor:
-        return torch.tanh(self.net(x, z))
+    encodes_once = True
+    """``forward(x, z, repeat=k)`` draws k samples per input with one encoder pass (:func:`minilib.train.sample_k`)."""
+
+    def forward(self, x: torch.Tensor, z: Noise, repeat: int = 1) -> torch.Tensor:
+        return torch.tanh(self.net(x, z, repeat))
 
 
 class Pix2PixPredictor(nn.Module):
