@@ -1,6 +1,6 @@
 """Every loss of the three papers as a pure tensor function.
 
-Conventions (DESIGN.md section 3):
+Conventions:
 
 * ``samples`` holds K generator samples per input: ``[B, K, *event]``; the ground truth ``y`` and the
   predictor's outputs are ``[B, *event]``.

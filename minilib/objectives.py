@@ -1,4 +1,4 @@
-"""Training objectives: one frozen dataclass and the papers' named presets (DESIGN.md section 4).
+"""Training objectives: one frozen dataclass and the papers' named presets.
 
 An :class:`Objective` says which terms the generator minimises and with which weights:
 

@@ -1,4 +1,4 @@
-"""Figures and animations for the toys (DESIGN.md section 5; notebooks 02-04).
+"""Figures and animations for the toys (notebooks 02-04).
 
 Every drawing function draws into a given matplotlib ``Axes`` and returns a dict of artists; the
 matching ``update_*`` function changes only the data of those artists (``set_offsets``,

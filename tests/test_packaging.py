@@ -87,3 +87,12 @@ def test_cli_help_lists_commands():
         assert cmd in out
     bad = subprocess.run([sys.executable, "-m", "minilib", "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
+
+
+def test_nothing_points_outside_the_repository():
+    """A clone is all a user has: no file refers to design notes or folders that are not in it."""
+    missing = ["DESIGN" + ".md", "../" + "shared", "shared/" + "notes", "shared/" + "seeds"]
+    paths = [*ROOT.glob("*.md"), *(ROOT / "minilib").rglob("*.py"), *(ROOT / "tests").rglob("*.py"),
+             *(ROOT / "notebooks").glob("*.ipynb"), ROOT / "pyproject.toml", ROOT / "environment.yml"]
+    hits = [f"{p.relative_to(ROOT)}: {m}" for p in paths for m in missing if m in p.read_text(encoding="utf-8")]
+    assert not hits, hits

@@ -70,12 +70,12 @@ COURSE: tuple[Lesson, ...] = (
     Lesson("06", "06_hmc_presgan.ipynb", "HMC from scratch, PresGAN's entropy gradient, the ring (GAN collapses, "
            "PresGAN covers all 8 modes, 3 seeds), log-likelihood of GAN / PresGAN / VAE on digits", 7, 20),
     Lesson("06b", "06b_stacked_digits.ipynb", "StackedMNIST in miniature: 1,000 modes of stacked sklearn digits, "
-           "GAN / PresGAN / GAN+MS / GAN+MR", 7, 15),
+           "GAN / PresGAN / GAN+MS / GAN+MR", 4, 15),
     Lesson("07", "07_metrics.ipynb", "LPIPS diversity protocols, NDB/JSD, Fréchet distances, realism; how protocols "
            "change the number", 0.5, 20),
     Lesson("07b", "07b_pix2pix_colours.ipynb", "the exact-truth colour task: Pix2Pix on CPU on sklearn digits coloured "
            "from a known palette; ℓ1, GAN+ℓ1 and GAN+ℓ1+MS paint no palette colour at all, GAN+pMR2 paints all "
-           "three, counted against the exact answer", 5, 15),
+           "three, counted against the exact answer", 3.5, 15),
     Lesson("08", "08_pix2pix_cityscapes.ipynb", "Pix2Pix + noise: ℓ1 vs MR vs proxy MR (full: GPU + Cityscapes; "
            "smoke: CPU fixtures)", 0.5, 20, GPU),
     Lesson("09", "09_srgan_celeba.ipynb", "SRGAN + noise on CelebA 16→64 (full: GPU + CelebA; smoke: CPU fixtures)",

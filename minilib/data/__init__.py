@@ -1,4 +1,4 @@
-"""Data with a known layout or a known truth (DESIGN.md section 6).
+"""Data with a known layout or a known truth.
 
 * :mod:`minilib.data.toys` — toy worlds with exact p(y | x) (ring of 8, Y-shape, grid, 1-D mixture) and their stream.
 * :mod:`minilib.data.digits` — scikit-learn's 8x8 digits: splits, digit completion and stacked-digit streams.

@@ -13,7 +13,7 @@ name           x_dim   y_dim   p(y | x)
 ``grid``       0       2       25 Gaussians on a 5 x 5 grid (MSGAN / PacGAN)
 =============  ======  ======  ====================================================================
 
-Unconditional toys use an empty x ``[B, 0]`` (the "constant x" of DESIGN.md section 2). :class:`ToyStream`
+Unconditional toys use an empty x ``[B, 0]`` (the "constant x" of the generator contract, ARCHITECTURE.md). :class:`ToyStream`
 feeds a toy to the training loop; the networks that learn them are in :mod:`minilib.nets.mlp`.
 """
 from __future__ import annotations

@@ -253,7 +253,7 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
 def choose_profile(data: str | Path | None = None, device: str | None = None,
                    spec: TaskSpec | None = None) -> tuple[str, str]:
     """``(profile, reason)``: ``$MINILIB_PROFILE`` if set, else ``"full"`` for a procedural task (``spec``) or when
-    the device is CUDA and the data folder exists, else ``"smoke"`` (DESIGN.md section 5; notebooks 08-10 print
+    the device is CUDA and the data folder exists, else ``"smoke"`` (notebooks 08-10 print
     the reason)."""
     env = os.environ.get("MINILIB_PROFILE")
     if env:

@@ -180,7 +180,7 @@ def sample_frame(G: torch.nn.Module, dataset: ToyDataset, n: int = 600, seed: in
 
 @torch.no_grad()
 def evaluate_toy(G: torch.nn.Module, dataset: ToyDataset, n: int = 2000, n_x: int = 32, seed: int = 4321) -> dict[str, Any]:
-    """Exact metrics of a generator (DESIGN.md section 7).
+    """Exact metrics of a generator.
 
     Mixtures, from ``n`` samples (:func:`~minilib.metrics.toy.mode_coverage`, the course's one mode criterion):
     ``covered`` and ``sharp_modes`` (of ``n_modes``), ``sharp`` (fraction of samples within 3 data std of a mode),

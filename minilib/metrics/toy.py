@@ -1,4 +1,4 @@
-"""Exact metrics for the toys, whose truth is known (DESIGN.md section 7).
+"""Exact metrics for the toys, whose truth is known.
 
 * :func:`mode_coverage` -- the course's one mode criterion: modes *covered* (a mode holds at least 10 % of its fair
   share of the samples within a stated radius of its centre) and *sharp* (samples within 3 data std of a mode,
@@ -133,7 +133,7 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def conditional_w1(samples: torch.Tensor, true_samples: torch.Tensor) -> torch.Tensor:
     """Per-input W1 between generated and true p(y|x) for 1-D y: ``samples [T, K(, 1)]``, ``true_samples [T, N(, 1)]``
-    -> ``[T]`` (the conditional Wasserstein distance of DESIGN.md section 7)."""
+    -> ``[T]`` (the conditional Wasserstein distance)."""
     samples = _tensor("samples", samples)
     true_samples = _tensor("true_samples", true_samples, ref=("samples", samples))
     for name, t in (("samples", samples), ("true_samples", true_samples)):

@@ -1,7 +1,7 @@
 """Networks for the 8x8 scikit-learn digits: a DCGAN-style generator and discriminator (1 channel, or 3 stacked
 digits as channels), the digit classifier that labels samples, and the digit-completion MLPs of notebook 12.
 
-Generators follow the contract of DESIGN.md section 2 (``G(x, z)``, ``G.noise(n, device, generator)``,
+Generators follow the generator contract of ARCHITECTURE.md (``G(x, z)``, ``G.noise(n, device, generator)``,
 ``D(x, y) -> logits [B]``). No BatchNorm in the generators: HMC over z (:mod:`minilib.hmc`) needs the density of
 one sample not to depend on the rest of the batch.
 """

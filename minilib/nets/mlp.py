@@ -1,7 +1,7 @@
 """Small MLPs: the toy networks (a generator, a conditional discriminator, a two-headed predictor) and a
 Gaussian encoder (the VAE and PresGAN's log-likelihood).
 
-The toys follow the generator contract of DESIGN.md section 2: ``G(x, z) -> y [B, y_dim]`` with an empty
+The toys follow the generator contract of ARCHITECTURE.md: ``G(x, z) -> y [B, y_dim]`` with an empty
 ``x [B, 0]`` for unconditional toys and ``G.noise(n, device, generator)``; ``D(x, y) -> logits [B]``;
 ``P(x) -> (center, log_dispersion)``. MR-GAN's toys use 2-3 layer ReLU MLPs, PresGAN's ring tanh ones.
 No BatchNorm anywhere: HMC over z (:mod:`minilib.hmc`) needs the density of one sample not to depend on
