@@ -102,7 +102,10 @@ def test_metric_on_collapsed_and_mean_predictions():
     two = red.clone()
     two[..., 16:] = torch.where(inside.expand(-1, 12, 3, -1, -1)[..., 16:] > 0,
                                 TASK.colours()[1].view(1, 1, 3, 1, 1), two[..., 16:])
-    assert score_colour_samples(two, x, TASK)["valid"] < 0.1
+    r = score_colour_samples(two, x, TASK)
+    assert r["valid"] < 0.1 and r["fail_spread"] > 0.9 and r["fail_background"] == 0.0  # invalid for its spread
+    r = score_colour_samples(grey, x, TASK)
+    assert r["fail_distance"] == 1.0 and r["fail_spread"] == 0.0 and r["fail_background"] == 0.0  # uniform, off-palette
     with pytest.raises(ValueError):
         score_colour_samples(grey[:, 0], x, TASK)
 

@@ -76,8 +76,9 @@ def score_colour_samples(samples: torch.Tensor, x: torch.Tensor, task: ColourTas
     """Score ``samples [N, S, 3, H, W]`` for inputs ``x [N, 1, H, W]`` against the exact truth of ``task``.
 
     Returns floats ``valid``, ``colours`` (of ``M``), ``kl``, ``kl_floor``, ``background_error``, ``sample_std``,
-    ``distance``, ``spread``, the pooled ``mean_colour`` ``[3]``, ``colour_share`` (M colours + invalid), and the
-    per-input tensors ``per_input_colours`` / ``per_input_kl`` ``[N]``."""
+    ``distance``, ``spread``; why samples are invalid: ``fail_distance`` / ``fail_spread`` / ``fail_background``,
+    the share of all samples failing each test (a sample may fail several); the pooled ``mean_colour`` ``[3]``,
+    ``colour_share`` (M colours + invalid), and the per-input tensors ``per_input_colours`` / ``per_input_kl`` ``[N]``."""
     if samples.dim() != 5 or samples.shape[2] != 3 or x.dim() != 4 or samples.shape[0] != x.shape[0]:
         raise ValueError(f"samples must be [N, S, 3, H, W] and x [N, 1, H, W] with the same N, got "
                          f"{tuple(samples.shape)} and {tuple(x.shape)}")
@@ -90,7 +91,9 @@ def score_colour_samples(samples: torch.Tensor, x: torch.Tensor, task: ColourTas
     bg_err = ((samples - bg).abs() * outside).sum((-1, -2, -3)) / (3 * outside.sum((-1, -2, -3)).clamp_min(1))
     dist, nearest = torch.cdist(mean, task.colours().expand(len(mean), -1, -1)).min(-1)  # [N, S]
     c = criteria
-    valid = (dist <= c.max_distance) & (spread <= c.max_spread) & (bg_err <= c.max_background_error)
+    fails = {"fail_distance": dist > c.max_distance, "fail_spread": spread > c.max_spread,
+             "fail_background": bg_err > c.max_background_error}
+    valid = ~(fails["fail_distance"] | fails["fail_spread"] | fails["fail_background"])
     n, s, m = samples.shape[0], samples.shape[1], task.m
     counts = torch.zeros(n, m + 1).scatter_add_(1, torch.where(valid, nearest, m), torch.ones(n, s))
     w = task.probabilities()
@@ -99,7 +102,8 @@ def score_colour_samples(samples: torch.Tensor, x: torch.Tensor, task: ColourTas
     return {"valid": float(valid.float().mean()), "colours": float(colours.mean()), "m": m, "kl": float(kl.mean()),
             "kl_floor": kl_floor(task, s, c.alpha), "background_error": float(bg_err.mean()),
             "sample_std": float(mean.std(1).mean()) if s > 1 else 0.0, "distance": float(dist.mean()),
-            "spread": float(spread.mean()), "mean_colour": mean.reshape(-1, 3).mean(0).tolist(),
+            "spread": float(spread.mean()), **{k: float(v.float().mean()) for k, v in fails.items()},
+            "mean_colour": mean.reshape(-1, 3).mean(0).tolist(),
             "colour_share": (counts.sum(0) / counts.sum()).tolist(), "inputs": n, "samples": s,
             "per_input_colours": colours, "per_input_kl": kl}
 
