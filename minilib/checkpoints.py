@@ -15,15 +15,19 @@
 * :func:`nonfinite_tensors` names the parameters and buffers that hold NaN / Inf (a diverged run must not
   overwrite its last good checkpoint).
 * :func:`cache_dir` is where trained toy runs, the digit classifier and k-means bins are cached:
-  ``$MINILIB_CACHE`` if set, else ``~/.cache/minilib``.
+  ``$MINILIB_CACHE`` if set, else ``~/.cache/minilib``. :func:`file_lock` lets two processes that want the same
+  cached result (two notebooks run at once, two test workers) compute it once: the second waits for the first.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable, IO, Iterator
 
 import math
 import warnings
@@ -34,7 +38,7 @@ from torch import nn
 
 from .errors import CheckpointError, MissingFileError
 
-__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "atomic_write_json", "load_checkpoint", "remove_temp_files",
+__all__ = ["file_lock", "atomic_write", "atomic_save", "atomic_write_text", "atomic_write_json", "load_checkpoint", "remove_temp_files",
            "rng_state", "save_rng", "restore_rng", "to_cpu", "nonfinite_tensors", "cache_dir"]
 
 
@@ -210,3 +214,49 @@ def cache_dir(*parts: str) -> Path:
     """The result cache: ``$MINILIB_CACHE`` if set, else ``~/.cache/minilib``, joined with ``parts``."""
     root = os.environ.get("MINILIB_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "minilib").joinpath(*parts)
+
+
+def _lock_is_stale(lock: Path, stale_after: float) -> bool:
+    """A lock whose owner (``pid host`` inside) is a dead process on this machine, or older than ``stale_after``."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+        pid, host = lock.read_text().split()
+    except FileNotFoundError:
+        return False  # released meanwhile: try again
+    except ValueError:  # empty or garbled: its owner may be between open and write, so judge by age only
+        return age > min(stale_after, 60.0)
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            pass
+    return age > stale_after
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, poll: float = 0.5, stale_after: float = 6 * 3600) -> Iterator[Path]:
+    """Hold ``<path>.lock`` while producing ``path``; check whether ``path`` exists *after* entering.
+
+    Another process asking for the same ``path`` waits here (polling every ``poll`` s) until the holder is done, then
+    finds the result instead of computing it a second time. A lock left behind by a process that died on this
+    machine (or older than ``stale_after`` s, e.g. from another machine sharing the folder) is removed."""
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _lock_is_stale(lock, stale_after):
+                lock.unlink(missing_ok=True)
+            else:
+                time.sleep(poll)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}")
+        break
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)

@@ -173,3 +173,75 @@ def test_ring_claim_on_an_unused_seed(isolated_cache):
     for o in objectives[2:]:
         m = runs[o]
         assert m["covered"] == 8 and m["sharp_modes"] == 8 and m["sharp"] > 0.5 and m["kl"] < 0.05, (o, m)
+
+
+def _in_subprocess(code: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=60.0):
+    import time
+
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_file_lock_waits_for_its_holder_and_breaks_a_dead_ones(tmp_path):
+    """A second process asking for the same result waits for the first; a lock whose owner died is removed."""
+    import os
+    import socket
+    import time
+
+    from minilib.checkpoints import file_lock
+
+    target = tmp_path / "result.txt"
+    holder = _in_subprocess(f"""
+import time
+from pathlib import Path
+from minilib.checkpoints import file_lock
+with file_lock({str(target)!r}):
+    time.sleep(1.5)
+    Path({str(target)!r}).write_text("made once")
+""")
+    _wait_for(tmp_path / "result.txt.lock", holder)
+    t0 = time.perf_counter()
+    with file_lock(target, poll=0.05):
+        waited = time.perf_counter() - t0
+        assert target.read_text() == "made once"  # the holder finished before we got in
+    assert holder.wait(30) == 0 and waited > 0.5 and not (tmp_path / "result.txt.lock").exists()
+    dead = _in_subprocess("pass")
+    dead.wait(30)
+    (tmp_path / "other.lock").write_text(f"{dead.pid} {socket.gethostname()}")
+    t0 = time.perf_counter()
+    with file_lock(tmp_path / "other", poll=0.05) as lock:
+        assert lock.read_text() == f"{os.getpid()} {socket.gethostname()}"
+    assert time.perf_counter() - t0 < 5 and not lock.exists()
+
+
+@pytest.mark.slow
+def test_a_run_another_process_is_training_is_waited_for_not_trained_twice(isolated_cache):
+    """Two notebooks (or test workers) asking for the same toy run: the second waits and loads the first's result."""
+    spec = dict(objective="gan", seed=5, steps=600, hidden=16)
+    trainer = _in_subprocess(f"""
+from minilib.experiments.toys import run_toy
+r = run_toy("ring", **{spec!r})
+print(r.cached, r.metrics["kl"])
+""")
+    import time
+
+    deadline = time.time() + 120
+    while not any(isolated_cache.joinpath("cache", "toy").glob("*.lock")):  # the other process is training it
+        assert trainer.poll() is None and time.time() < deadline, trainer.communicate()
+        time.sleep(0.02)
+    r = run_toy("ring", **spec)
+    out, err = trainer.communicate(timeout=300)
+    assert trainer.returncode == 0, err
+    assert out.split()[0] == "False" and r.cached and float(out.split()[1]) == r.metrics["kl"]

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..checkpoints import atomic_write_json, cache_dir
+from ..checkpoints import atomic_write_json, cache_dir, file_lock
 from ..data.colours import ColourTask
 from ..data.images import DatasetStream
 from ..experiments.image_tasks import TASKS, build, task_objective
@@ -82,29 +82,32 @@ def _train_one(job: tuple[str, int, int]) -> dict[str, Any]:
     result_file = path / "colour_metrics.json"
     if result_file.is_file():
         return {**json.loads(result_file.read_text()), "cached": True}
-    t0, c0 = time.perf_counter(), time.process_time()
-    spec, run = TASKS[TASK], RunFolder(path)
-    # the task's preset schedule (pMR2's gan_start) is found by the preset's name
-    b = build(spec, "", "full", "cpu", seed, obj.replace(name=f"{TASK}:{LESSON[key][1]}"), progress=False)
-    path.mkdir(parents=True, exist_ok=True)
-    run.write_settings(argv=[], data=None, spec=spec, profile="full", objective=obj, config=b.config, steps=steps)
-    P = None
-    if obj.needs_predictor:  # as `python -m minilib train`: streams seed + 1 / seed + 2, best validation weights
-        fam = spec.family
-        res = fit_predictor(b.P, DatasetStream(b.train, seed + 1), DatasetStream(b.val, seed + 2, shuffle=False),
-                            dist=obj.moment_dist, steps=fam.predictor_steps, batch_size=b.config.batch_size,
-                            val_every=fam.predictor_val_every, config=b.config)
-        run.save_predictor(b.P, obj, res)
-        P = b.P
-    trainer = Trainer(b.G, b.D if obj.uses_discriminator else None, obj, b.config, P=P)
-    trainer.fit(DatasetStream(b.train, seed), steps, checkpoint=run.checkpoint)
-    run.write_history(trainer.history)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    metrics = spec.family.exact_metrics(b.G, spec.family.sizes["full"], 0)
-    out = {"key": key, "label": LESSON[key][0], "seed": seed, "steps": steps, "metrics": metrics,
-           "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "path": path.name}
-    atomic_write_json(result_file, out)
-    return {**out, "cached": False}
+    with file_lock(result_file):  # another process (notebook 11, a test worker) training the same run: wait for it
+        if result_file.is_file():
+            return {**json.loads(result_file.read_text()), "cached": True}
+        t0, c0 = time.perf_counter(), time.process_time()
+        spec, run = TASKS[TASK], RunFolder(path)
+        # the task's preset schedule (pMR2's gan_start) is found by the preset's name
+        b = build(spec, "", "full", "cpu", seed, obj.replace(name=f"{TASK}:{LESSON[key][1]}"), progress=False)
+        path.mkdir(parents=True, exist_ok=True)
+        run.write_settings(argv=[], data=None, spec=spec, profile="full", objective=obj, config=b.config, steps=steps)
+        P = None
+        if obj.needs_predictor:  # as `python -m minilib train`: streams seed + 1 / seed + 2, best validation weights
+            fam = spec.family
+            res = fit_predictor(b.P, DatasetStream(b.train, seed + 1), DatasetStream(b.val, seed + 2, shuffle=False),
+                                dist=obj.moment_dist, steps=fam.predictor_steps, batch_size=b.config.batch_size,
+                                val_every=fam.predictor_val_every, config=b.config)
+            run.save_predictor(b.P, obj, res)
+            P = b.P
+        trainer = Trainer(b.G, b.D if obj.uses_discriminator else None, obj, b.config, P=P)
+        trainer.fit(DatasetStream(b.train, seed), steps, checkpoint=run.checkpoint)
+        run.write_history(trainer.history)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        metrics = spec.family.exact_metrics(b.G, spec.family.sizes["full"], 0)
+        out = {"key": key, "label": LESSON[key][0], "seed": seed, "steps": steps, "metrics": metrics,
+               "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "path": path.name}
+        atomic_write_json(result_file, out)
+        return {**out, "cached": False}
 
 
 def lesson_runs(keys: Sequence[str] = tuple(LESSON), seeds: Sequence[int] = SEEDS) -> list[tuple[str, int]]:

@@ -28,6 +28,7 @@ decay 1e-4, clip 0.5 -- tuned for images and far too slow for a 2-D toy in a 3-m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,7 +39,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..checkpoints import atomic_save, cache_dir as _cache_root
+from ..checkpoints import atomic_save, cache_dir as _cache_root, file_lock
 from ..data.toys import MixtureToy, ToyDataset, ToyStream, make_dataset
 from ..metrics.toy import conditional_w1, mode_coverage, std_ratio
 from ..nets.mlp import make_models
@@ -268,46 +269,47 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
     obj = regime_objective(objective, regime)
     G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=seed)
     path = cache_dir() / f"{ds.name}-{obj.name}-s{seed}-{_key(ds, obj, seed, regime, n_eval)}.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True) if cache and path.is_file() else None
-    if state is not None and (not frames or len(state["frames"]) >= frames + 1):
-        state["frames"] = [state["frames"][i] for i in _spread(len(state["frames"]), frames + 1)] if frames else []
-        G.load_state_dict(state["G"])
-        if state["P"] is not None:
-            P.load_state_dict(state["P"])
-        if state.get("D") is not None:
-            D.load_state_dict(state["D"])
-        return ToyResult(ds, obj, seed, regime, G.eval(), P if state["P"] is not None else None, state["history"],
-                         state["metrics"], state["frames"], state["seconds"], cached=True,
-                         D=D.eval() if state.get("D") is not None else None)
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        t0 = time.perf_counter()
-        cfg = dataclasses.replace(regime.train, seed=seed, progress=False, log_every=max(regime.steps // 100, 1))
-        if obj.needs_predictor:
-            fit_predictor(P, ToyStream(ds, 10_000 + seed), ToyStream(ds, 20_000 + seed), dist=obj.moment_dist,
-                          steps=regime.predictor_steps, batch_size=128, lr=regime.predictor_lr, config=cfg, patience=None)
-        else:
-            P = None
-        trainer = Trainer(G, D if obj.uses_discriminator else None, obj, cfg, P=P)
-        shots: list[dict] = []
-        if frames:
-            shots.append(sample_frame(G, ds, step=0))
-        every = max(regime.steps // frames, 1) if frames else 0
-        trainer.fit(ToyStream(ds, seed), regime.steps,
-                    callback=(lambda tr: shots.append(sample_frame(tr.G_core, ds, step=tr.step))) if frames else None,
-                    callback_every=every)
-        metrics = evaluate_toy(G, ds, n=n_eval)
-        seconds = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(old_threads)
-    G.eval()
-    D = D.eval() if obj.uses_discriminator else None
-    if cache:
-        atomic_save({"G": G.state_dict(), "P": P.state_dict() if P is not None else None, "history": trainer.history,
-                     "metrics": metrics, "frames": shots, "seconds": seconds,
-                     "D": D.state_dict() if D is not None else None}, path)
+    with file_lock(path) if cache else contextlib.nullcontext():  # another process training it: wait, then load
+        state = torch.load(path, map_location="cpu", weights_only=True) if cache and path.is_file() else None
+        if state is not None and (not frames or len(state["frames"]) >= frames + 1):
+            state["frames"] = [state["frames"][i] for i in _spread(len(state["frames"]), frames + 1)] if frames else []
+            G.load_state_dict(state["G"])
+            if state["P"] is not None:
+                P.load_state_dict(state["P"])
+            if state.get("D") is not None:
+                D.load_state_dict(state["D"])
+            return ToyResult(ds, obj, seed, regime, G.eval(), P if state["P"] is not None else None, state["history"],
+                             state["metrics"], state["frames"], state["seconds"], cached=True,
+                             D=D.eval() if state.get("D") is not None else None)
+        old_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            t0 = time.perf_counter()
+            cfg = dataclasses.replace(regime.train, seed=seed, progress=False, log_every=max(regime.steps // 100, 1))
+            if obj.needs_predictor:
+                fit_predictor(P, ToyStream(ds, 10_000 + seed), ToyStream(ds, 20_000 + seed), dist=obj.moment_dist,
+                              steps=regime.predictor_steps, batch_size=128, lr=regime.predictor_lr, config=cfg, patience=None)
+            else:
+                P = None
+            trainer = Trainer(G, D if obj.uses_discriminator else None, obj, cfg, P=P)
+            shots: list[dict] = []
+            if frames:
+                shots.append(sample_frame(G, ds, step=0))
+            every = max(regime.steps // frames, 1) if frames else 0
+            trainer.fit(ToyStream(ds, seed), regime.steps,
+                        callback=(lambda tr: shots.append(sample_frame(tr.G_core, ds, step=tr.step))) if frames else None,
+                        callback_every=every)
+            metrics = evaluate_toy(G, ds, n=n_eval)
+            seconds = time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(old_threads)
+        G.eval()
+        D = D.eval() if obj.uses_discriminator else None
+        if cache:
+            atomic_save({"G": G.state_dict(), "P": P.state_dict() if P is not None else None, "history": trainer.history,
+                         "metrics": metrics, "frames": shots, "seconds": seconds,
+                         "D": D.state_dict() if D is not None else None}, path)
     return ToyResult(ds, obj, seed, regime, G, P, trainer.history, metrics, shots, seconds, D=D)
 
 
