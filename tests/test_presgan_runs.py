@@ -123,17 +123,22 @@ def test_run_ring_smoke():
         run_ring("presgan", sigma=0.001)
 
 
+def _one_thread_here(fn, specs):
+    """``fn(**spec)`` for each spec in this process with one torch thread, as in the workers of map_in_processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [fn(**s) for s in specs]
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_run_rings_in_processes_equals_one_by_one():
     """Two worker processes give exactly the runs of the same specs trained here (seeded, single-threaded)."""
     from minilib.experiments.presgan_runs import run_ring, run_rings
 
     specs = [dict(method="gan", seed=1, steps=3, num_eval=50), dict(method="presgan", seed=2, steps=3, num_eval=50)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the workers
-    try:
-        here = [run_ring(**s) for s in specs]
-    finally:
-        torch.set_num_threads(threads)
+    here = _one_thread_here(run_ring, specs)
     there = run_rings(specs, workers=2)
     for a, b in zip(here, there):
         assert torch.equal(a["samples"], b["samples"]) and a["modes"] == b["modes"]
@@ -157,12 +162,7 @@ def test_run_stacked_many_in_processes_equals_one_by_one():
     from minilib.experiments.presgan_runs import run_stacked, run_stacked_many
 
     specs = [dict(method="gan", steps=3, seed=1, num_eval=64), dict(method="gan+ms", steps=3, seed=2, num_eval=64)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        here = [run_stacked(**s) for s in specs]
-    finally:
-        torch.set_num_threads(threads)
+    here = _one_thread_here(run_stacked, specs)
     there = run_stacked_many(specs, workers=2)
     for a, b in zip(here, there):
         assert a.method == b.method and a.stats == b.stats
