@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..errors import check_int
 from .common import Noise, check_image, check_noise, init_weights, predictor_heads, randn_maps
 
 __all__ = ["UNet", "Pix2PixGenerator", "Pix2PixPredictor", "PatchDiscriminator"]
@@ -96,8 +97,7 @@ class UNet(nn.Module):
         the distinct inputs either way), with the encoder's cost paid once instead of ``repeat`` times. Only the
         running variance differs slightly: its n / (n - 1) correction counts the distinct inputs."""
         check_image("x", x, self.in_channels, self.image_size)
-        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-            raise ValueError(f"repeat must be an int >= 1 (samples per input), got {repeat!r}")
+        check_int("repeat", repeat)
         zs = check_noise(z, self.noise_shapes(), x.shape[0] * repeat) if self.noise_levels else ()
         skips = []
         h = x
