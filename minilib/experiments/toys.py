@@ -1,29 +1,27 @@
 """Toy experiments: train one objective on one toy with ``minilib.train.Trainer``, measure it exactly, cache it.
 
-``run_toy(dataset, objective, seed)`` builds the MLPs of :mod:`minilib.nets.mlp` for a toy of
-:mod:`minilib.data.toys`, fits the predictor when the objective is proxy MR (``fit_predictor``, Eq. 4 / 5), trains with the shared loop, records animation
-frames through the trainer's callback, and scores the generator with :mod:`minilib.metrics.toy`. Results
-are cached on disk (``$MINILIB_CACHE/toy`` or ``~/.cache/minilib/toy``) under a hash of every setting, so a
-notebook re-run is instant; a cold run trains.
+``run_toy(dataset, objective, seed)`` builds the MLPs of :mod:`minilib.nets.mlp` for a toy of :mod:`minilib.data.toys`,
+fits the predictor for proxy MR (``fit_predictor``, Eq. 4 / 5), trains with the shared loop (animation frames through
+its callback) and scores the generator with :mod:`minilib.metrics.toy`. Results are cached (``$MINILIB_CACHE/toy`` or
+``~/.cache/minilib/toy``) under a hash of every setting; a run another process is training is waited for, not repeated.
 
-Regimes (:data:`REGIMES`): a :class:`ToyRegime` holds the networks' sizes, K, steps and weights, and a
-:class:`~minilib.train.TrainConfig` (``regime.train``; :data:`TOY_ADAM` by default). The toys override MR-GAN's Appendix B optimiser (AMSGrad, lr 1e-4, weight
-decay 1e-4, clip 0.5 -- tuned for images and far too slow for a 2-D toy in a 3-minute notebook):
+Regimes (:data:`REGIMES`): a :class:`ToyRegime` holds the networks' sizes, K, steps, weights and a
+:class:`~minilib.train.TrainConfig` (``regime.train``, :data:`TOY_ADAM` by default), not MR-GAN's Appendix B optimiser
+(AMSGrad, lr 1e-4, weight decay 1e-4, clip 0.5: tuned for images, far too slow for a 2-D toy in a notebook):
 
-* all toys: Adam lr 1e-3 for G and D, betas (0.5, 0.999), no weight decay, no AMSGrad, no clipping;
-  2-hidden-layer ReLU MLPs (MR-GAN used 2-3 layer MLPs); K = 8 samples per input; D batch 32;
-  G batch 32 inputs x K.
-* ``ring``: MR-GAN's ring of 8 (Appendix C, Fig. 4) in a regime where the plain GAN collapses, robustly over
-  seeds: 8-D latent, 2 x 64 ReLU, K = 16, 3,000 steps, a slow discriminator (Adam lr_d 3e-4, lr_g 1e-3, betas
-  (0.9, 0.999), D batch 128, G batch 64 inputs x K) and gradient clipping at 0.02. Measured with this module's
-  ``run_toy`` on seeds 0-4 and 10-19: the GAN covers 0-2 of 8 modes and GAN+ℓ2 0 (it sits at the ring's
-  centre); GAN + MR1, MR2, pMR1, pMR2 cover 8/8 with 8/8 modes sharp on every seed (median 66-85 % of samples
-  within 3 data std of a mode), the Laplace variants too (seeds 0-2). Moment weight 1 (0.3 for pMR2: at
-  finite K its expected loss is lower for a symmetric collapse onto 4 diagonal modes, 0.158, than for all 8,
-  0.283, so a heavy weight would pull towards that collapse; see notebook 03), ℓ2 weight 10 (the preset's).
-  Coverage comes early (about step 600), sharpness late (MR1 median 35 % sharp at step 2,000, 71 % at 3,000).
-* ``y-shape``: 2-D latent, 600 steps; ℓ2 weight 100 (the Pix2Pix recipe, ℓ1 x 100, the papers'
-  baseline) and moment weight 10 (the presets').
+* all toys: Adam lr 1e-3 for G and D, betas (0.5, 0.999), no weight decay, AMSGrad or clipping; 2-hidden-layer
+  ReLU MLPs (MR-GAN used 2-3 layer MLPs); K = 8 samples per input; D batch 32; G batch 32 inputs x K.
+* ``ring``: MR-GAN's ring of 8 (Appendix C, Fig. 4) in a regime where the plain GAN collapses, robustly over seeds:
+  8-D latent, 2 x 64 ReLU, K = 16, 3,000 steps, a slow discriminator (Adam lr_d 3e-4, lr_g 1e-3, betas (0.9, 0.999),
+  D batch 128, G batch 64 inputs x K) and gradient clipping at 0.02. Measured with ``run_toy`` on seeds 0-4 and
+  10-19: the GAN covers 0-2 of 8 modes and GAN+ℓ2 0 (it sits at the ring's centre); GAN + MR1, MR2, pMR1, pMR2
+  cover 8/8 with 8/8 modes sharp on every seed (median 66-85 % of samples within 3 data std of a mode), the Laplace
+  variants too (seeds 0-2). Moment weight 1 (0.3 for pMR2: at finite K its expected loss is lower for a symmetric
+  collapse onto 4 diagonal modes, 0.158, than for all 8, 0.283, so a heavy weight would pull towards that collapse;
+  see notebook 03), ℓ2 weight 10 (the preset's). Coverage comes early (about step 600), sharpness late (MR1
+  median 35 % sharp at step 2,000, 71 % at 3,000).
+* ``y-shape``: 2-D latent, 600 steps; ℓ2 weight 100 (the Pix2Pix recipe, ℓ1 x 100, the papers' baseline) and
+  moment weight 10 (the presets').
 """
 from __future__ import annotations
 
@@ -239,6 +237,30 @@ def _spread(n: int, m: int) -> list[int]:
     return sorted({round(i * (n - 1) / (m - 1)) for i in range(m)}) if m > 1 else [n - 1]
 
 
+def _resolve(dataset: str | ToyDataset, objective: str | Objective, seed: int, steps: int | None,
+             regime: ToyRegime | None, frames: int, n_eval: int, overrides: dict) -> tuple:
+    """``(dataset, regime, objective, cache path)`` of a :func:`run_toy` call, its arguments checked."""
+    ds = make_dataset(dataset) if isinstance(dataset, str) else dataset
+    if not isinstance(ds, ToyDataset):
+        raise TypeError(f"dataset must be a dataset name or a ToyDataset, got {type(dataset).__name__}")
+    regime = (regime or REGIMES.get(ds.name, ToyRegime())).replace(**overrides, **({} if steps is None else {"steps": steps}))
+    if not isinstance(regime.steps, int) or regime.steps < 1:
+        raise ValueError(f"steps must be a positive int, got {regime.steps!r}")
+    if not isinstance(frames, int) or frames < 0:
+        raise ValueError(f"frames must be a non-negative int, got {frames!r}")
+    obj = regime_objective(objective, regime)
+    return ds, regime, obj, cache_dir() / f"{ds.name}-{obj.name}-s{seed}-{_key(ds, obj, seed, regime, n_eval)}.pt"
+
+
+def _cached_state(path: Path, frames: int) -> dict | None:
+    """The cached run at ``path`` with its frames spread to ``frames + 1``; None if absent or with fewer frames."""
+    state = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    if state is None or (frames and len(state["frames"]) < frames + 1):
+        return None
+    state["frames"] = [state["frames"][i] for i in _spread(len(state["frames"]), frames + 1)] if frames else []
+    return state
+
+
 def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0, steps: int | None = None,
             regime: ToyRegime | None = None, frames: int = 0, cache: bool = True, n_eval: int = 2000,
             threads: int | None = 1, **overrides: Any) -> ToyResult:
@@ -254,33 +276,25 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
     Returns:
         a :class:`ToyResult` (``metrics`` from :func:`evaluate_toy`).
     """
-    ds = make_dataset(dataset) if isinstance(dataset, str) else dataset
-    if not isinstance(ds, ToyDataset):
-        raise TypeError(f"dataset must be a dataset name or a ToyDataset, got {type(dataset).__name__}")
-    regime = regime or REGIMES.get(ds.name, ToyRegime())
-    if overrides:
-        regime = regime.replace(**overrides)
-    if steps is not None:
-        regime = regime.replace(steps=steps)
-    if not isinstance(regime.steps, int) or regime.steps < 1:
-        raise ValueError(f"steps must be a positive int, got {regime.steps!r}")
-    if not isinstance(frames, int) or frames < 0:
-        raise ValueError(f"frames must be a non-negative int, got {frames!r}")
-    obj = regime_objective(objective, regime)
+    ds, regime, obj, path = _resolve(dataset, objective, seed, steps, regime, frames, n_eval, overrides)
     G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=seed)
-    path = cache_dir() / f"{ds.name}-{obj.name}-s{seed}-{_key(ds, obj, seed, regime, n_eval)}.pt"
+    def cached() -> ToyResult | None:  # the cached run loaded into G, D, P; None on a miss
+        state = _cached_state(path, frames) if cache else None
+        if state is None:
+            return None
+        G.load_state_dict(state["G"])
+        if state["P"] is not None:
+            P.load_state_dict(state["P"])
+        if state.get("D") is not None:
+            D.load_state_dict(state["D"])
+        return ToyResult(ds, obj, seed, regime, G.eval(), P if state["P"] is not None else None, state["history"],
+                         state["metrics"], state["frames"], state["seconds"], cached=True,
+                         D=D.eval() if state.get("D") is not None else None)
+    if (hit := cached()) is not None:
+        return hit
     with file_lock(path) if cache else contextlib.nullcontext():  # another process training it: wait, then load
-        state = torch.load(path, map_location="cpu", weights_only=True) if cache and path.is_file() else None
-        if state is not None and (not frames or len(state["frames"]) >= frames + 1):
-            state["frames"] = [state["frames"][i] for i in _spread(len(state["frames"]), frames + 1)] if frames else []
-            G.load_state_dict(state["G"])
-            if state["P"] is not None:
-                P.load_state_dict(state["P"])
-            if state.get("D") is not None:
-                D.load_state_dict(state["D"])
-            return ToyResult(ds, obj, seed, regime, G.eval(), P if state["P"] is not None else None, state["history"],
-                             state["metrics"], state["frames"], state["seconds"], cached=True,
-                             D=D.eval() if state.get("D") is not None else None)
+        if (hit := cached()) is not None:
+            return hit
         old_threads = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
@@ -336,22 +350,10 @@ def run_many(specs: Sequence[dict], workers: int | None = None) -> list[ToyResul
 
 def _is_cached(spec: dict) -> bool:
     """Whether :func:`run_toy` with these arguments would be a cache hit (frames included)."""
-    s = dict(spec)
-    ds = s.pop("dataset")
-    ds = make_dataset(ds) if isinstance(ds, str) else ds
-    regime = s.pop("regime", None) or REGIMES.get(ds.name, ToyRegime())
-    obj, seed, frames, n_eval = s.pop("objective"), s.pop("seed", 0), s.pop("frames", 0), s.pop("n_eval", 2000)
-    steps = s.pop("steps", None)
-    s.pop("threads", None)
-    s.pop("cache", None)
-    regime = regime.replace(**s) if s else regime
-    if steps is not None:
-        regime = regime.replace(steps=steps)
-    o = regime_objective(obj, regime)
-    path = cache_dir() / f"{ds.name}-{o.name}-s{seed}-{_key(ds, o, seed, regime, n_eval)}.pt"
-    if not path.is_file():
-        return False
-    return not frames or len(torch.load(path, map_location="cpu", weights_only=True)["frames"]) >= frames + 1
+    s = {k: v for k, v in spec.items() if k not in ("threads", "cache")}
+    args = [s.pop("dataset"), s.pop("objective"), s.pop("seed", 0), s.pop("steps", None), s.pop("regime", None)]
+    frames = s.pop("frames", 0)
+    return _cached_state(_resolve(*args, frames, s.pop("n_eval", 2000), s)[3], frames) is not None
 
 
 def summary_table(results: Sequence[ToyResult], keys: Sequence[str]) -> str:
