@@ -184,13 +184,14 @@ def _in_subprocess(code: str):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(path, proc, timeout=60.0):
+def _wait_for(ready, proc, timeout=120.0):
+    """Poll ``ready()`` until true, failing if ``proc`` exits first or ``timeout`` s pass."""
     import time
 
     deadline = time.time() + timeout
-    while not path.exists():
+    while not ready():
         assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, f"{path} never appeared"
+        assert time.time() < deadline, "the other process never got there"
         time.sleep(0.02)
 
 
@@ -211,7 +212,7 @@ with file_lock({str(target)!r}):
     time.sleep(1.5)
     Path({str(target)!r}).write_text("made once")
 """)
-    _wait_for(tmp_path / "result.txt.lock", holder)
+    _wait_for((tmp_path / "result.txt.lock").exists, holder)
     t0 = time.perf_counter()
     with file_lock(target, poll=0.05):
         waited = time.perf_counter() - t0
@@ -235,12 +236,7 @@ from minilib.experiments.toys import run_toy
 r = run_toy("ring", **{spec!r})
 print(r.cached, r.metrics["kl"])
 """)
-    import time
-
-    deadline = time.time() + 120
-    while not any(isolated_cache.joinpath("cache", "toy").glob("*.lock")):  # the other process is training it
-        assert trainer.poll() is None and time.time() < deadline, trainer.communicate()
-        time.sleep(0.02)
+    _wait_for(lambda: any(isolated_cache.joinpath("cache", "toy").glob("*.lock")), trainer)  # it is training
     r = run_toy("ring", **spec)
     out, err = trainer.communicate(timeout=300)
     assert trainer.returncode == 0, err
