@@ -80,6 +80,8 @@ class ToyDataset:
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint draws ``(x [n, x_dim], y [n, y_dim])`` from p(x) p(y|x)."""
         x = self.sample_x(_check_n("n", n), generator)
+        if self.x_dim == 0:  # one input, n draws: the same random numbers in the same order, p(y) built once
+            return x, self.sample_conditional(x[:1], n, generator)[0]
         return x, self.sample_conditional(x, 1, generator)[:, 0]
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
