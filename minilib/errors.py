@@ -30,6 +30,8 @@ or is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import math
 import os
 from pathlib import Path
@@ -40,7 +42,7 @@ import torch
 __all__ = [
     "MinilibError", "ConfigError", "NonFiniteError", "ConfigTypeError", "CheckpointError", "MissingFileError",
     "DataError", "TrainingDiverged", "MissingWeightsError",
-    "check_tensor", "check_same_device", "check_int", "check_number", "check_device", "check_output_folder",
+    "check_tensor", "inputs_checked", "check_same_device", "check_int", "check_number", "check_device", "check_output_folder",
     "check_output_file", "debug_enabled", "positive_int", "nonnegative_int", "device_arg", "output_folder", "output_file", "existing_folder",
 ]
 
@@ -92,6 +94,21 @@ def _shape(t: Any) -> str:
     return str(tuple(t.shape)) if hasattr(t, "shape") else type(t).__name__
 
 
+_INPUTS_CHECKED = contextvars.ContextVar("minilib_inputs_checked", default=False)
+
+
+@contextlib.contextmanager
+def inputs_checked():
+    """Within this block ``check_tensor(..., finite="cpu")`` skips its NaN / Inf test: the caller has already tested
+    every tensor it passes on, at once (a stack of toy runs tests all its runs' samples in one operation instead of
+    one per loss call). Shapes and dtypes are still checked."""
+    token = _INPUTS_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _INPUTS_CHECKED.reset(token)
+
+
 def check_tensor(name: str, t: Any, *, dims: int | None = None, min_dims: int | None = None, floating: bool = True,
                  nonempty: bool = True, finite: bool | str = True) -> torch.Tensor:
     """``t`` if it is a tensor with the wanted number of dims, a floating dtype and elements; else an error naming
@@ -110,7 +127,7 @@ def check_tensor(name: str, t: Any, *, dims: int | None = None, min_dims: int | 
         raise ConfigTypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype} (convert it with .float())")
     if nonempty and t.numel() == 0:
         raise ConfigError(f"{name} must not be empty, got shape {tuple(t.shape)}")
-    check = finite is True or (finite == "cpu" and t.device.type == "cpu")
+    check = finite is True or (finite == "cpu" and t.device.type == "cpu" and not _INPUTS_CHECKED.get())
     if check and t.device.type != "meta" and t.numel() and not bool(torch.isfinite(t).all()):
         bad = "NaN" if bool(torch.isnan(t).any()) else "Inf"
         raise NonFiniteError(f"{name} must be finite, found {bad} (shape {tuple(t.shape)})")

@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import losses as L
 from ..errors import NonFiniteError, TrainingDiverged
+from ..experiments.toy_stack import stacked_forward
 from ..experiments.toys import toy_adam
 from ..objectives import Objective, generator_terms
 from ..predictor import fit_predictor
@@ -34,6 +35,7 @@ from ..train import TrainConfig, make_optimizer
 
 __all__ = ["BatchedMLP", "MultiConfig", "MultiTrainer"]
 
+_RELU = nn.ReLU()
 Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -93,12 +95,7 @@ class BatchedMLP(nn.Module):
             h = h.unsqueeze(0).expand(self.n, *h.shape)  # [N, M, in]
         if h.dim() != 3 or h.shape[0] != self.n or h.shape[2] != self.in_dim:
             raise ValueError(f"h must be [N={self.n}, M, {self.in_dim}] or [M, {self.in_dim}], got {tuple(h.shape)}")
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)  # [N, M, fan_out]
-            if i < last:
-                h = torch.relu(h)
-        return h
+        return stacked_forward([p for wb in zip(self.weights, self.biases) for p in wb], h, _RELU)  # [N, M, out]
 
 
 @dataclass
