@@ -147,6 +147,8 @@ def test_reproduce_and_bench_entry_points(tmp_path, capsys):
     assert bench_main(["--steps", "2", "--rounds", "1", "--objectives", "gan+mr2,gan+pmr2"]) == 0
     out = capsys.readouterr().out
     assert "| gan | " in out and "| gan+pmr2 |" in out and "1.00x" in out
+    assert bench_main(["--steps", "2", "--rounds", "1", "--objectives", "gan+mr2", "--stack", "3"]) == 0
+    assert "3 runs (gan, gan+mr2): alone" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -43,6 +43,8 @@ def bench_toy_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=positive_int, default=100, help="steps per timing round")
     ap.add_argument("--rounds", type=positive_int, default=5)
     ap.add_argument("--threads", type=positive_int, default=1)
+    ap.add_argument("--stack", type=positive_int, default=1,
+                    help="also time a stack of this many runs (the objectives in turn) against each run alone")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = make_dataset(args.dataset)
@@ -70,7 +72,37 @@ def bench_toy_main(argv: Sequence[str] | None = None) -> int:
     print("| objective | ms / step | steps / s | relative to GAN |\n|---|---|---|---|")
     for name in names:
         print(f"| {name} | {1e3 * med[name]:.2f} | {1 / med[name]:.0f} | {med[name] / med['gan']:.2f}x |")
+    if args.stack > 1:
+        _bench_stack(ds, regime, [names[i % len(names)] for i in range(args.stack)], args.steps, args.rounds)
     return 0
+
+
+def _bench_stack(ds: Any, regime: Any, names: Sequence[str], steps: int, rounds: int) -> None:
+    """Per-run time of a training step: the runs in one stack against each alone (interleaved rounds)."""
+    from .toy_stack import StackedRun, train_stacked
+
+    def run(name: str, seed: int) -> StackedRun:
+        obj = regime_objective(name, regime)
+        G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=seed)
+        return StackedRun(G, D if obj.uses_discriminator else None, P if obj.needs_predictor else None, obj, seed,
+                          ToyStream(ds, seed))
+
+    cfg = dataclasses.replace(regime.train, progress=False)
+    stack = [run(n, s) for s, n in enumerate(names)]
+    alone = [run(n, s) for s, n in enumerate(names)]
+    train_stacked(stack[:1], cfg, 5)  # warm-up
+    together, single = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        train_stacked(stack, cfg, steps)
+        together.append((time.perf_counter() - t0) / steps / len(stack))
+        t0 = time.perf_counter()
+        for r in alone:
+            train_stacked([r], cfg, steps)
+        single.append((time.perf_counter() - t0) / steps / len(alone))
+    a, b = float(torch.tensor(single).median()), float(torch.tensor(together).median())
+    print(f"\nper run and step, {len(names)} runs ({', '.join(sorted(set(names)))}): alone {1e3 * a:.2f} ms, in one "
+          f"stack {1e3 * b:.2f} ms: the stack is {a / b:.2f}x faster per run")
 
 
 
