@@ -59,14 +59,14 @@ COURSE: tuple[Lesson, ...] = (
     Lesson("01", "01_l2_bias_variance.ipynb", "ℓ2 / ℓ1 = Gaussian / Laplace ML; bias–variance by Monte Carlo; the GAN "
            "and ℓ2 optima differ, MR's do not; the ℓ1 exception", 0.3, 25),
     Lesson("02", "02_toy_mode_collapse.ipynb", "Y-shape and ring of 8: GAN, ℓ2, GAN+ℓ2, GAN+MR2 animated and counted "
-           "against the project page's claims; the GAN and GAN+ℓ2 collapse on the ring; the predictor's Gaussian fit", 4, 10),
+           "against the project page's claims; the GAN and GAN+ℓ2 collapse on the ring; the predictor's Gaussian fit", 2.5, 10),
     Lesson("03", "03_moment_reconstruction.ipynb", "MR-GAN's ring of 8 reproduced (GAN and GAN+ℓ2 collapse, the four "
            "Gaussian moment losses hold all 8 modes, 3 seeds); each term's gradient on a collapsed group; all eight "
-           "variants on the Y-shape; MR vs proxy MR", 8, 15),
+           "variants on the Y-shape; MR vs proxy MR", 4.5, 15),
     Lesson("04", "04_loss_comparison.ipynb", "interactive app: up to four objectives side by side, live (also "
            "`voila notebooks/04_loss_comparison.ipynb`)", 2, 15),
     Lesson("05", "05_mode_seeking.ipynb", "MSGAN's ratio, a λ sweep in the shape of MSGAN's Table 6 on notebook 03's "
-           "ring (the GAN collapses, MS at λ = 1 covers all 8 modes), MS vs MR1 on the same toy", 3, 10),
+           "ring (the GAN collapses, MS at λ = 1 covers all 8 modes), MS vs MR1 on the same toy", 2.5, 10),
     Lesson("06", "06_hmc_presgan.ipynb", "HMC from scratch, PresGAN's entropy gradient, the ring (GAN collapses, "
            "PresGAN covers all 8 modes, 3 seeds), log-likelihood of GAN / PresGAN / VAE on digits", 7, 20),
     Lesson("06b", "06b_stacked_digits.ipynb", "StackedMNIST in miniature: 1,000 modes of stacked sklearn digits, "
