@@ -62,7 +62,7 @@ COURSE: tuple[Lesson, ...] = (
            "against the project page's claims; the GAN and GAN+ℓ2 collapse on the ring; the predictor's Gaussian fit", 2.5, 10),
     Lesson("03", "03_moment_reconstruction.ipynb", "MR-GAN's ring of 8 reproduced (GAN and GAN+ℓ2 collapse, the four "
            "Gaussian moment losses hold all 8 modes, 3 seeds); each term's gradient on a collapsed group; all eight "
-           "variants on the Y-shape; MR vs proxy MR", 4.5, 15),
+           "variants on the Y-shape; MR vs proxy MR", 3.5, 15),
     Lesson("04", "04_loss_comparison.ipynb", "interactive app: up to four objectives side by side, live (also "
            "`voila notebooks/04_loss_comparison.ipynb`)", 2, 15),
     Lesson("05", "05_mode_seeking.ipynb", "MSGAN's ratio, a λ sweep in the shape of MSGAN's Table 6 on notebook 03's "

@@ -276,7 +276,8 @@ def _train_specs(specs: Sequence[dict]) -> list[ToyResult]:
         for path in sorted({p[0][3] for p in parsed}):
             locks.enter_context(file_lock(path))
         states = [_cached_state(p[0][3], p[1]) for p in parsed]
-        todo = list({p[0][3]: p for p, st in zip(parsed, states) if st is None}.values())  # one run per path
+        todo = list({p[0][3]: p for p, st in sorted(zip(parsed, states), key=lambda ps: ps[0][1])  # one run per path,
+                     if st is None}.values())                                     # with the most frames asked for
         fresh = dict(zip((p[0][3] for p in todo), _train_stack([p[0] for p in todo], [p[1] for p in todo],
                                                                 [p[2] for p in todo], True, todo[0][4]))) if todo else {}
     return [fresh[p[0][3]] if st is None else _load(p[0], st) for p, st in zip(parsed, states)]
@@ -341,7 +342,9 @@ def run_many(specs: Sequence[dict], workers: int | None = None) -> list[ToyResul
         big = max(tasks, key=len)
         tasks.remove(big)
         tasks += [big[:len(big) // 2], big[len(big) // 2:]]
-    tasks.sort(key=len, reverse=True)  # the largest first: the pool hands the small ones to whoever is free
+    # the costliest first (a step of a stack costs about as much as two more runs in it); the pool hands the cheap
+    # ones to whichever worker is free
+    tasks.sort(key=lambda t: _job(t[0])[0][1].steps * (len(t) + 2), reverse=True)
     if tasks:
         map_in_processes(_run_stack, tasks, n_workers)
     return [run_toy(**s) for s in specs]
