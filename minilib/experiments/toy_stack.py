@@ -14,6 +14,7 @@ steps and K, and either all use a discriminator or none does (:func:`stack_key`)
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -25,7 +26,7 @@ from ..losses import gan_loss
 from ..objectives import Objective, generator_terms
 from ..train import TrainConfig, make_optimizer
 
-__all__ = ["StackedRun", "stack_params", "unstack_params", "stacked_forward", "train_stacked"]
+__all__ = ["StackedRun", "stack_params", "unstack_params", "stacked_forward", "train_stacked", "stack_key"]
 
 
 @dataclass
@@ -266,8 +267,6 @@ def train_stacked(runs: Sequence[StackedRun], config: TrainConfig, steps: int, c
 def stack_key(dataset_params: dict, regime: Any, objective: Objective) -> str:
     """What runs must share to train in one stack: the dataset, the networks' sizes, the optimiser settings
     (seed aside), the steps, K and whether there is a discriminator."""
-    import json
-
     train = dataclasses.asdict(regime.train)
     train.pop("seed", None)
     return json.dumps({"data": dataset_params, "train": train, "z": regime.z_dim, "hidden": regime.hidden,
