@@ -1,17 +1,15 @@
 """One training loop for every objective and every network.
 
 * :func:`sample_k` draws K samples per input with one batched forward of size B·K.
-* :class:`Trainer` owns G, D, the optional frozen predictor P, their optimisers and the state needed
-  for exact resume. One *step* is a round of ``config.d_steps`` discriminator updates followed by
-  ``config.g_steps`` generator updates (Pix2Pix 1:1, SRGAN 1:5, GLCIC 1:3).
-* The generator's loss terms come from :func:`minilib.objectives.generator_terms` (the one place they are
-  assembled); checkpoints are written with :mod:`minilib.checkpoints`; the predictor P is fitted beforehand
-  by :func:`minilib.predictor.fit_predictor`.
+* :class:`Trainer` owns G, D, the optional frozen predictor P, their optimisers and the state needed for exact
+  resume. One *step* is a round of ``config.d_steps`` discriminator updates followed by ``config.g_steps`` generator
+  updates (Pix2Pix 1:1, SRGAN 1:5, GLCIC 1:3); :func:`schedule_lr` sets the learning rates of a step.
+* The generator's loss terms come from :func:`minilib.objectives.generator_terms` (the one place they are assembled);
+  checkpoints are written with :mod:`minilib.checkpoints`; P is fitted beforehand by :func:`minilib.predictor.fit_predictor`.
 
-Data comes from a *stream*: any object with ``next(batch_size) -> (x, y)`` and ``state_dict()`` /
-``load_state_dict()`` (toy samplers and image datasets both provide one), so the loop makes no
-assumption about the task. Defaults are MR-GAN Appendix B: AMSGrad, lr 1e-4, betas (0.5, 0.999),
-weight decay 1e-4, gradient clipping by value 0.5.
+Data comes from a *stream*: any object with ``next(batch_size) -> (x, y)`` and ``state_dict()`` / ``load_state_dict()``
+(toy samplers and image datasets both provide one), so the loop makes no assumption about the task. Defaults are
+MR-GAN Appendix B: AMSGrad, lr 1e-4, betas (0.5, 0.999), weight decay 1e-4, gradient clipping by value 0.5.
 """
 from __future__ import annotations
 
@@ -29,7 +27,7 @@ from .errors import (CheckpointError, ConfigError, ConfigTypeError, NonFiniteErr
                      check_number)
 from .objectives import Objective, generator_terms, objective_record
 
-__all__ = ["Stream", "TrainConfig", "Trainer", "TrainingDiverged", "sample_k", "make_optimizer"]
+__all__ = ["Stream", "TrainConfig", "Trainer", "TrainingDiverged", "sample_k", "make_optimizer", "schedule_lr"]
 
 Noise = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -90,6 +88,17 @@ def make_optimizer(params: Any, lr: float, config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
 
 
+def schedule_lr(config: TrainConfig, step: int, total: int, opt_g: Any, opt_d: Any = None) -> None:
+    """Both learning rates at ``step`` of ``total`` rounds (a function of the step only, so resuming keeps the schedule):
+    constant up to ``config.lr_decay_from * total``, then linear to 0 (pix2pix)."""
+    start = config.lr_decay_from * total
+    if start < total:
+        factor = 1.0 if step < start else max(0.0, (total - step) / (total - start))
+        for opt, lr in ((opt_g, config.lr_g), (opt_d, config.lr_d)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = lr * factor
+
+
 # ----------------------------------------------------------------------------------------- sampling
 def sample_k(G: nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Noise]:
     """K samples per input from one batched forward (the generator contract of ARCHITECTURE.md).
@@ -118,9 +127,7 @@ def _unwrap(m: nn.Module | None) -> nn.Module | None:
 
 def _to_device(t: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     t = t.to(device, non_blocking=True)
-    if channels_last and t.dim() == 4:
-        t = t.contiguous(memory_format=torch.channels_last)
-    return t
+    return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
 
 
 # ----------------------------------------------------------------------------------------- trainer
@@ -131,10 +138,9 @@ class Trainer:
     """Trains G (and D) for one :class:`~minilib.objectives.Objective`.
 
     Args:
-        G: generator ``G(x, z)`` with ``G.noise``.
-        D: discriminator ``D(x, y) -> logits``; may be ``None`` when ``objective.gan_weight == 0``.
-        objective: which terms and weights.
-        config: optimisation settings.
+        G: generator ``G(x, z)`` with ``G.noise``. D: discriminator ``D(x, y) -> logits``; may be ``None`` when
+            ``objective.gan_weight == 0``.
+        objective: which terms and weights. config: optimisation settings.
         P: a trained predictor ``P(x) -> (center, log_dispersion)``; required for proxy MR; frozen here.
         extra_loss: optional hook ``extra_loss(trainer, x, y, samples, z) -> {name: weighted loss}`` added to the
             generator loss (PresGAN's entropy term uses it).
@@ -352,14 +358,8 @@ class Trainer:
         return self.history
 
     def set_lr(self, total: int) -> None:
-        """Both learning rates at this step of a ``total``-round run: constant until ``config.lr_decay_from * total``,
-        then linearly to 0 (pix2pix). A function of the step only, so a resumed run follows the same schedule."""
-        start = self.config.lr_decay_from * total
-        if start < total:
-            factor = 1.0 if self.step < start else max(0.0, (total - self.step) / (total - start))
-            for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
-                for group in opt.param_groups if opt is not None else ():
-                    group["lr"] = lr * factor
+        """Both learning rates at this step of a ``total``-round run (:func:`schedule_lr`)."""
+        schedule_lr(self.config, self.step, total, self.opt_g, self.opt_d)
 
     # -- exact resume ---------------------------------------------------------------------------------
     def state_dict(self, stream: Stream | None = None) -> dict:

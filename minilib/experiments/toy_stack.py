@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ConfigError, NonFiniteError, TrainingDiverged, inputs_checked
 from ..losses import gan_loss
 from ..objectives import Objective, generator_terms
-from ..train import TrainConfig, make_optimizer
+from ..train import TrainConfig, make_optimizer, schedule_lr
 
 __all__ = ["StackedRun", "stack_params", "unstack_params", "stacked_forward", "train_stacked", "stack_key"]
 
@@ -227,12 +227,7 @@ def train_stacked(runs: Sequence[StackedRun], config: TrainConfig, steps: int, c
             pending[e].setdefault(key, []).append(v)
 
     for step in range(steps):
-        start = cfg.lr_decay_from * steps
-        if start < steps:  # the Trainer's set_lr
-            factor = 1.0 if step < start else max(0.0, (steps - step) / (steps - start))
-            for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-                for group in opt.param_groups if opt is not None else ():
-                    group["lr"] = lr * factor
+        schedule_lr(cfg, step, steps, opt_g, opt_d)
         adversarial = step >= cfg.gan_start
         try:
             if use_d and adversarial:
