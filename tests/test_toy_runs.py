@@ -6,7 +6,7 @@ from torch import nn
 from minilib.objectives import preset_names
 from minilib.data.toys import YShape, ring
 from minilib.experiments.bench import bench_toy_main as bench_main
-from minilib.experiments.toys import (REGIMES, evaluate_toy, predictor_moments, reproduce_main, run_many, run_toy,
+from minilib.experiments.toys import (CACHED_FRAMES, REGIMES, evaluate_toy, predictor_moments, reproduce_main, run_many, run_toy,
                                       sample_frame, summary_table)
 
 TINY = dict(hidden=16, predictor_steps=5)
@@ -99,7 +99,12 @@ def test_cache_round_trip_and_frames(isolated_cache):
     assert torch.equal(sample_frame(a.G, a.dataset)["y"], sample_frame(b.G, b.dataset)["y"])
     assert list((isolated_cache / "cache" / "toy").glob("y-shape-gan+mr2-s0-*.pt"))
     c = run_toy("y-shape", "gan+mr2", seed=0, steps=21, **TINY)  # a different setting is a different entry
-    assert not c.cached
+    assert not c.cached and c.frames == []
+    # a run trained without frames keeps CACHED_FRAMES of them: a notebook that animates it loads it, not retrains it
+    e = run_toy("y-shape", "gan+mr2", seed=0, steps=60, **TINY)
+    d = run_toy("y-shape", "gan+mr2", seed=0, steps=60, frames=CACHED_FRAMES, **TINY)
+    assert d.cached and d.metrics == e.metrics and len(d.frames) == CACHED_FRAMES + 1 and d.frames[-1]["step"] == 60
+    assert not run_toy("y-shape", "gan+mr2", seed=0, steps=60, frames=CACHED_FRAMES + 1, **TINY).cached
 
 
 def test_predictor_moments_and_regime_weights():

@@ -56,6 +56,7 @@ __all__ = ["TOY_ADAM", "toy_adam", "ToyRegime", "REGIMES", "ToyResult", "run_toy
            "regime_objective"]
 
 CACHE_VERSION = 4
+CACHED_FRAMES = 30  # every cached run keeps this many frames: a notebook animating it reuses a run trained without
 
 TOY_ADAM = TrainConfig(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), weight_decay=0.0, amsgrad=False, clip_value=None,
                        batch_size=32, g_batch_size=32, progress=False)
@@ -225,6 +226,7 @@ def _train_stack(jobs: Sequence[tuple], frames: Sequence[int], n_eval: Sequence[
     try:
         runs, shots, fits = [], [], []
         for (ds, regime, obj, _, seed), n_frames in zip(jobs, frames):
+            n_frames = max(n_frames, CACHED_FRAMES) if cache else n_frames
             G, D, P = make_models(ds, regime.z_dim, regime.hidden, regime.layers, regime.act, seed=seed)
             cfg = dataclasses.replace(regime.train, seed=seed, progress=False, log_every=max(regime.steps // 100, 1))
             t0 = time.perf_counter()
@@ -246,7 +248,7 @@ def _train_stack(jobs: Sequence[tuple], frames: Sequence[int], n_eval: Sequence[
     finally:
         torch.set_num_threads(old_threads)
     out = []
-    for job, r, shot, m, fit in zip(jobs, runs, shots, metrics, fits):
+    for job, r, shot, m, fit, n_frames in zip(jobs, runs, shots, metrics, fits, frames):
         seconds = share + fit
         ds, regime, obj, path, seed = job
         G, D = r.G.eval(), r.D.eval() if r.D is not None else None
@@ -254,6 +256,7 @@ def _train_stack(jobs: Sequence[tuple], frames: Sequence[int], n_eval: Sequence[
             atomic_save({"G": G.state_dict(), "P": r.P.state_dict() if r.P is not None else None, "history": r.history,
                          "metrics": m, "frames": shot, "seconds": seconds,
                          "D": D.state_dict() if D is not None else None}, path)
+        shot = [shot[i] for i in _spread(len(shot), n_frames + 1)] if n_frames else []  # the frames asked for
         out.append(ToyResult(ds, obj, seed, regime, G, r.P, r.history, m, shot, seconds, D=D))
     return out
 
@@ -293,7 +296,8 @@ def run_toy(dataset: str | ToyDataset, objective: str | Objective, seed: int = 0
         objective: a preset name (gets the regime's K and toy weights) or an ``Objective`` (used as is).
         steps: training steps (default: the regime's). ``regime``: default :data:`REGIMES` [name]; ``overrides``
             replace its fields (e.g. ``z_dim=2``).
-        frames: number of animation frames to record (0: none; at most 60 are drawn anyway).
+        frames: number of animation frames to return (0: none). A cached run keeps at least :data:`CACHED_FRAMES`,
+            so a later call that asks for that many frames loads it instead of training it again.
         cache: read / write the on-disk cache. ``threads``: torch intra-op threads while training (restored after).
     Returns:
         a :class:`ToyResult` (``metrics`` from :func:`evaluate_toy`).
