@@ -159,6 +159,10 @@ def test_pmr2_restores_the_colours_l1_removes_on_a_held_out_seed(tmp_path, monke
     assert l1["valid"] < 0.2 and l1["colours"] < 0.5 and l1["sample_std"] < 0.05, l1
     # measured on seed 3: valid 0.66, 2.25 colours, KL 0.83 (l1: 0.00, 0.00, 2.23)
     assert pmr2["valid"] >= 0.45 and pmr2["colours"] >= 2.0 and pmr2["kl"] < l1["kl"] - 1.0, pmr2
+    # the runs trained by the call say so (notebook 07b counts them); a second call reads them back
+    assert not any(r["cached"] for r in res.values())
+    again = train_lesson([("l1", 3), ("gan+pmr2", 3)], workers=1)
+    assert all(r["cached"] for r in again.values()) and again[("l1", 3)]["metrics"] == l1
 
 
 def test_lesson_table_and_summary_round_trip(tmp_path):
