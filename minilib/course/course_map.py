@@ -68,7 +68,7 @@ COURSE: tuple[Lesson, ...] = (
     Lesson("05", "05_mode_seeking.ipynb", "MSGAN's ratio, a λ sweep in the shape of MSGAN's Table 6 on notebook 03's "
            "ring (the GAN collapses, MS at λ = 1 covers all 8 modes), MS vs MR1 on the same toy", 2.5, 10),
     Lesson("06", "06_hmc_presgan.ipynb", "HMC from scratch, PresGAN's entropy gradient, the ring (GAN collapses, "
-           "PresGAN covers all 8 modes, 3 seeds), log-likelihood of GAN / PresGAN / VAE on digits", 7, 20),
+           "PresGAN covers all 8 modes, 3 seeds), log-likelihood of GAN / PresGAN / VAE on digits", 5.5, 20),
     Lesson("06b", "06b_stacked_digits.ipynb", "StackedMNIST in miniature: 1,000 modes of stacked sklearn digits, "
            "GAN / PresGAN / GAN+MS / GAN+MR", 4, 15),
     Lesson("07", "07_metrics.ipynb", "LPIPS diversity protocols, NDB/JSD, Fréchet distances, realism; how protocols "
