@@ -167,7 +167,7 @@ def run_rings(specs: Sequence[dict], workers: int | None = None) -> list[dict]:
     """:func:`run_ring` for every spec (a dict of its keyword arguments, e.g. ``{"method": "gan", "seed": 1}``),
     in ``workers`` processes (:func:`minilib.experiments.parallel.map_in_processes`; 1 = here). Results in order.
 
-    The PresGANs with an entropy term (about twice a GAN's time: HMC in every step) start first, so that the two
+    The PresGANs with an entropy term (about 2.5 times a GAN's time: HMC in every step) start first, so that the two
     workers finish together."""
     specs = _method_specs(specs)
     order = sorted(range(len(specs)), key=lambda i: -_ring_cost(specs[i]))
