@@ -170,3 +170,14 @@ def test_run_stacked_many_in_processes_equals_one_by_one():
             assert torch.equal(pa, pb)
     with pytest.raises(ValueError, match="method"):
         run_stacked_many([dict(steps=3)])
+
+
+def test_map_in_processes_starts_the_costliest_first_and_keeps_the_order(tmp_path):
+    """``cost``: items start costliest first (ties in their order); results come back in the items' order."""
+    from minilib.experiments.parallel import map_in_processes
+
+    seen = []
+    items = [("a", 1), ("b", 3), ("c", 1), ("d", 2)]
+    out = map_in_processes(lambda it: seen.append(it[0]) or it[0].upper(), items, workers=1, cost=lambda it: it[1])
+    assert seen == ["b", "d", "a", "c"] and out == ["A", "B", "C", "D"]
+    assert map_in_processes(str, [3, 1, 2], workers=2, cost=lambda v: v) == ["3", "1", "2"]  # in two processes

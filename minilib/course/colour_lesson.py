@@ -125,8 +125,8 @@ def train_lesson(runs: Sequence[tuple[str, int]] | None = None, steps: int | Non
     for k, _, _ in jobs:
         lesson_objective(k)  # a bad key fails here, not in a worker
     todo = [j for j in jobs if not (_run_dir(*j)[0] / "colour_metrics.json").is_file()]
-    todo.sort(key=lambda j: (j[0] == "l1", j[0] != "gan+pmr2"))  # longest first: the two workers end together
-    done = dict(zip(todo, map_in_processes(_train_one, todo, workers)))  # the workers' results say what they trained
+    # longest first (pMR2 with its predictor; l1 without a discriminator last); the workers' results say what they trained
+    done = dict(zip(todo, map_in_processes(_train_one, todo, workers, cost=lambda j: (j[0] == "gan+pmr2", j[0] != "l1"))))
     return {(k, s): done.get((k, s, n)) or _train_one((k, s, n)) for k, s, n in jobs}
 
 

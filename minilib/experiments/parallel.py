@@ -7,7 +7,7 @@ import functools
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -32,12 +32,22 @@ def _single_threaded(fn: Any, item: Any) -> Any:
     return fn(item)
 
 
-def map_in_processes(fn: Any, items: Sequence[Any], workers: int | None = None) -> list[Any]:
+def map_in_processes(fn: Any, items: Sequence[Any], workers: int | None = None,
+                     cost: Callable[[Any], Any] | None = None) -> list[Any]:
     """``[fn(item) for item in items]``, computed in ``workers`` spawned processes with one torch thread each
-    (default ``min(2, cpu count)``); with one worker or one item, here. ``fn`` must be a module-level function."""
+    (default ``min(2, cpu count)``); with one worker or one item, here. ``fn`` must be a module-level function.
+
+    ``cost(item)`` (any sortable value, computed here): the items start costliest first (ties in their order), so
+    the workers finish together; the results still come back in the order of ``items``."""
     items = list(items)
+    order = sorted(range(len(items)), key=lambda i: cost(items[i]), reverse=True) if cost else list(range(len(items)))
     workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(functools.partial(_single_threaded, fn), items))
+        done = [fn(items[i]) for i in order]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(functools.partial(_single_threaded, fn), [items[i] for i in order]))
+    results: list[Any] = [None] * len(items)
+    for i, r in zip(order, done):
+        results[i] = r
+    return results

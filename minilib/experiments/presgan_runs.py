@@ -169,10 +169,7 @@ def run_rings(specs: Sequence[dict], workers: int | None = None) -> list[dict]:
 
     The PresGANs with an entropy term (about 2.5 times a GAN's time: HMC in every step) start first, so that the two
     workers finish together."""
-    specs = _method_specs(specs)
-    order = sorted(range(len(specs)), key=lambda i: -_ring_cost(specs[i]))
-    results = map_in_processes(_ring_from_spec, [specs[i] for i in order], workers)
-    return [r for _, r in sorted(zip(order, results), key=lambda ir: ir[0])]
+    return map_in_processes(_ring_from_spec, _method_specs(specs), workers, cost=_ring_cost)
 
 
 def _ring_cost(spec: dict) -> float:

@@ -193,12 +193,17 @@ def _resolve(dataset: str | ToyDataset, objective: str | Objective, seed: int, s
     return ds, regime, obj, cache_dir() / f"{ds.name}-{obj.name}-s{seed}-{_key(ds, obj, seed, regime, n_eval)}.pt"
 
 
+def _pick_frames(shots: list[dict], frames: int) -> list[dict]:
+    """``frames + 1`` of the recorded ``shots`` spread evenly, both ends kept (none for ``frames == 0``)."""
+    return [shots[i] for i in _spread(len(shots), frames + 1)] if frames else []
+
+
 def _cached_state(path: Path, frames: int) -> dict | None:
     """The cached run at ``path`` with its frames spread to ``frames + 1``; None if absent or with fewer frames."""
     state = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
     if state is None or (frames and len(state["frames"]) < frames + 1):
         return None
-    state["frames"] = [state["frames"][i] for i in _spread(len(state["frames"]), frames + 1)] if frames else []
+    state["frames"] = _pick_frames(state["frames"], frames)
     return state
 
 
@@ -256,8 +261,7 @@ def _train_stack(jobs: Sequence[tuple], frames: Sequence[int], n_eval: Sequence[
             atomic_save({"G": G.state_dict(), "P": r.P.state_dict() if r.P is not None else None, "history": r.history,
                          "metrics": m, "frames": shot, "seconds": seconds,
                          "D": D.state_dict() if D is not None else None}, path)
-        shot = [shot[i] for i in _spread(len(shot), n_frames + 1)] if n_frames else []  # the frames asked for
-        out.append(ToyResult(ds, obj, seed, regime, G, r.P, r.history, m, shot, seconds, D=D))
+        out.append(ToyResult(ds, obj, seed, regime, G, r.P, r.history, m, _pick_frames(shot, n_frames), seconds, D=D))
     return out
 
 
@@ -346,11 +350,8 @@ def run_many(specs: Sequence[dict], workers: int | None = None) -> list[ToyResul
         big = max(tasks, key=len)
         tasks.remove(big)
         tasks += [big[:len(big) // 2], big[len(big) // 2:]]
-    # the costliest first (a step of a stack costs about as much as two more runs in it); the pool hands the cheap
-    # ones to whichever worker is free
-    tasks.sort(key=lambda t: _job(t[0])[0][1].steps * (len(t) + 2), reverse=True)
-    if tasks:
-        map_in_processes(_run_stack, tasks, n_workers)
+    if tasks:  # the costliest first (a step of a stack costs about as much as two more runs in it)
+        map_in_processes(_run_stack, tasks, n_workers, cost=lambda t: _job(t[0])[0][1].steps * (len(t) + 2))
     return [run_toy(**s) for s in specs]
 
 
