@@ -112,6 +112,17 @@ def _menu(page, menu: str, item: str) -> None:
     entry.click()
 
 
+def _accept_kernel_dialog(page) -> bool:
+    """On a loaded machine JupyterLab may ask which kernel to start ("Select Kernel") when a run is asked for
+    before the session's kernel is connected; the dialog blocks everything behind it, so accept the default.
+    True when there was one."""
+    accept = page.locator(".jp-Dialog:has-text('Select Kernel') .jp-mod-accept")
+    if not accept.count():
+        return False
+    accept.first.click()
+    return True
+
+
 def _click_app_button(page, label: str) -> None:
     page.locator(".widget-button", has_text=label).first.click()
 
@@ -177,7 +188,10 @@ def _lab_session(page, artifacts: Path) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     _menu(page, "Edit", "Clear Outputs of All Cells")
     for attempt in range(4):  # on a loaded machine the first click can land before the kernel is connected
+        _accept_kernel_dialog(page)
         _menu(page, "Run", "Run All Cells")
+        page.wait_for_timeout(1_000)
+        _accept_kernel_dialog(page)
         try:
             page.wait_for_function(
                 r"""() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
@@ -192,6 +206,10 @@ def _lab_session(page, artifacts: Path) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Error')")
     assert errors.count() == 0, "a cell raised an error"
+    if _accept_kernel_dialog(page):  # the run asked for above waited behind the dialog: ask again
+        _menu(page, "Run", "Run All Cells")
+        page.wait_for_timeout(2_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
     result = _drive_app(page, artifacts, "jupyterlab-04")
     assert result["src_changed"], "the view image was not updated by the kernel"
     assert result["step1"] >= result["step0"] + 50

@@ -181,3 +181,31 @@ def test_map_in_processes_starts_the_costliest_first_and_keeps_the_order(tmp_pat
     out = map_in_processes(lambda it: seen.append(it[0]) or it[0].upper(), items, workers=1, cost=lambda it: it[1])
     assert seen == ["b", "d", "a", "c"] and out == ["A", "B", "C", "D"]
     assert map_in_processes(str, [3, 1, 2], workers=2, cost=lambda v: v) == ["3", "1", "2"]  # in two processes
+
+
+def _what_a_worker_sees(name):
+    """Module level, so a worker process can run it: what the job sees of its process."""
+    import os
+    import sys
+
+    return os.environ.get(name), os.getcwd(), "torch._dynamo" in sys.modules, os.getpid()
+
+
+def test_map_in_processes_workers_see_the_callers_environment_and_folder(tmp_path, monkeypatch):
+    """The workers are forked from a server started once per process (torch preloaded there): a job still sees the
+    environment variables and working folder of the moment it was sent, as a freshly spawned worker would."""
+    import multiprocessing as mp
+    import os
+
+    from minilib.experiments.parallel import map_in_processes
+
+    monkeypatch.delenv("MINILIB_PROBE", raising=False)
+    first = map_in_processes(_what_a_worker_sees, ["MINILIB_PROBE"] * 2, workers=2)  # starts the server if needed
+    monkeypatch.setenv("MINILIB_PROBE", "set after the server started")
+    monkeypatch.chdir(tmp_path)
+    later = map_in_processes(_what_a_worker_sees, ["MINILIB_PROBE"] * 2, workers=2)
+    assert [v for v, *_ in first] == [None, None]
+    assert [(v, cwd) for v, cwd, *_ in later] == [("set after the server started", str(tmp_path))] * 2
+    assert os.getpid() not in {pid for *_, pid in first + later}
+    if "forkserver" in mp.get_all_start_methods():  # the server imported torch._dynamo: the workers never pay for it
+        assert all(preloaded for _, _, preloaded, _ in first + later)
