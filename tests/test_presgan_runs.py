@@ -194,8 +194,8 @@ def _what_a_worker_sees(name):
 def test_map_in_processes_workers_see_the_callers_environment_and_folder(tmp_path, monkeypatch):
     """The workers are forked from a server started once per process (torch preloaded there): a job still sees the
     environment variables and working folder of the moment it was sent, as a freshly spawned worker would."""
-    import multiprocessing as mp
     import os
+    import sys
 
     from minilib.experiments.parallel import map_in_processes
 
@@ -207,5 +207,21 @@ def test_map_in_processes_workers_see_the_callers_environment_and_folder(tmp_pat
     assert [v for v, *_ in first] == [None, None]
     assert [(v, cwd) for v, cwd, *_ in later] == [("set after the server started", str(tmp_path))] * 2
     assert os.getpid() not in {pid for *_, pid in first + later}
-    if "forkserver" in mp.get_all_start_methods():  # the server imported torch._dynamo: the workers never pay for it
+    if sys.platform.startswith("linux"):  # the server imported torch._dynamo: the workers never pay for it
         assert all(preloaded for _, _, preloaded, _ in first + later)
+
+
+def test_map_in_processes_spawns_where_it_must_not_fork(tmp_path, monkeypatch):
+    """Off Linux (macOS, Windows) the workers are spawned: the same results, the same environment and folder."""
+    import os
+    import sys
+
+    from minilib.experiments import parallel
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert parallel._context(_what_a_worker_sees).get_start_method() == "spawn"
+    monkeypatch.setenv("MINILIB_PROBE", "spawned")
+    monkeypatch.chdir(tmp_path)
+    seen = parallel.map_in_processes(_what_a_worker_sees, ["MINILIB_PROBE"] * 2, workers=2)
+    assert [(v, cwd) for v, cwd, *_ in seen] == [("spawned", str(tmp_path))] * 2
+    assert os.getpid() not in {pid for *_, pid in seen}
