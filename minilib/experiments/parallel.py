@@ -1,10 +1,10 @@
 """Independent runs in worker processes: the toy MLPs are too small to use several threads well, so separate
 runs on separate cores is how a 2-core machine trains a notebook's runs about twice as fast.
 
-On Linux the workers are forked from a *fork server*: a fresh process that imported
-torch (and ``torch._dynamo``, which the first optimizer of a process imports) once, so a worker starts in
-milliseconds instead of the 4-5 CPU seconds those imports cost every spawned process. The server is one per
-process and lives as long as it, so a notebook or a test session pays for the imports once, not once per worker.
+On Linux the workers are forked from a *fork server*: a fresh process that imported torch (and ``torch._dynamo``,
+which the first optimizer of a process imports) once, so a worker starts in milliseconds instead of the 4-5 CPU
+seconds those imports cost every spawned process. The server is one per process and lives as long as it, so a
+notebook or a test session pays for the imports once, not once per worker.
 A job carries the caller's environment variables, working folder and ``sys.path`` as they are when it is sent, so a
 worker sees what a freshly spawned one would. Elsewhere the workers are spawned (macOS's system libraries are not
 safe to fork once loaded, which is why Python spawns there by default)."""
@@ -54,7 +54,7 @@ def _single_threaded(fn: Any, where: tuple[dict[str, str], str, list[str]], item
 def _context(fn: Any) -> Any:
     """The fork server's context on Linux (preloading torch and ``fn``'s module when it is minilib's); else spawn.
     The preload list counts only for the server's first start in this process."""
-    if not sys.platform.startswith("linux") or "forkserver" not in mp.get_all_start_methods():
+    if not sys.platform.startswith("linux"):
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     module = getattr(fn, "__module__", "") or ""
