@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
-from matplotlib.patches import Circle
+from matplotlib.patches import Circle, Patch
 
 from .data.toys import MixtureToy, ToyDataset
 from .video import MAX_VIDEO_BYTES, animation_html, ffmpeg_exe, offline_jshtml, save_video  # noqa: F401 - re-exported
@@ -96,9 +96,11 @@ def use_course_style(**overrides: Any) -> None:
 
 # --------------------------------------------------------------------------------------------- 2-D
 def plot_samples_2d(ax: Axes, samples: Any, dataset: MixtureToy | None = None, data: Any = None,
-                    threshold: float = 3.0, title: str | None = None, color: str = "C3", lim: float | None = None) -> Artists:
-    """Scatter generated ``samples [N, 2]`` over optional real ``data [M, 2]``; circles of radius
-    ``threshold * std`` mark the modes of ``dataset``. Returns ``{"samples": PathCollection, ...}``."""
+                    threshold: float = 3.0, title: str | None = None, color: str = "C3", lim: float | None = None,
+                    label: str = "generated", legend: bool = False) -> Artists:
+    """Scatter ``samples [N, 2]`` (named ``label``) over optional real ``data [M, 2]``; circles of radius
+    ``threshold * std`` mark the modes of ``dataset``. ``legend``: a key to the points and circles (give it to one
+    panel of a grid). Returns ``{"samples": PathCollection, ...}``."""
     ax = _check_ax(ax)
     s = _np(samples, "samples", 2)
     out: Artists = {}
@@ -108,15 +110,18 @@ def plot_samples_2d(ax: Axes, samples: Any, dataset: MixtureToy | None = None, d
     if dataset is not None:
         if not isinstance(dataset, MixtureToy) or dataset.y_dim != 2:
             raise ValueError("dataset must be a 2-D MixtureToy (ring or grid) to draw its modes")
-        for m in dataset.modes.numpy():
-            ax.add_patch(Circle(m, threshold * dataset.std, fill=False, ec="k", lw=0.8, alpha=0.7))
+        for j, m in enumerate(dataset.modes.numpy()):
+            ax.add_patch(Circle(m, threshold * dataset.std, fill=False, ec="k", lw=0.8, alpha=0.7,
+                                label=f"mode ± {threshold:g} std" if j == 0 else None))
         lim = lim or float(dataset.modes.abs().max()) * 1.4 + 3 * dataset.std
-    out["samples"] = ax.scatter(s[:, 0], s[:, 1], s=5, c=color, alpha=0.6, lw=0, label="generated")
+    out["samples"] = ax.scatter(s[:, 0], s[:, 1], s=5, c=color, alpha=0.6, lw=0, label=label)
     if lim:
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     out["title"] = ax.set_title(title or "")
+    if legend:
+        ax.legend(loc="upper right", markerscale=2.5, fontsize=8)
     return out
 
 
@@ -141,9 +146,10 @@ def _density_image(dataset: ToyDataset, xlim: tuple[float, float], ylim: tuple[f
 
 def plot_conditional(ax: Axes, x: Any, y: Any, dataset: ToyDataset | None = None, xlim: tuple[float, float] = (-1.0, 1.0),
                      ylim: tuple[float, float] = (-1.25, 1.25), res: int = 120, title: str | None = None,
-                     color: str = "C3") -> Artists:
+                     color: str = "C3", legend: bool = False) -> Artists:
     """Generated pairs ``(x [N, 1], y [N, 1])`` as points over the true conditional density ``p(y | x)`` of
-    ``dataset`` (a background image, each column scaled to its maximum). Returns the artists."""
+    ``dataset`` (a background image, each column scaled to its maximum). ``legend``: a key to the points and the
+    background (give it to one panel of a grid). Returns the artists."""
     ax = _check_ax(ax)
     xa, ya = _np(x, "x", 1), _np(y, "y", 1)
     if xa.shape[0] != ya.shape[0]:
@@ -154,12 +160,15 @@ def plot_conditional(ax: Axes, x: Any, y: Any, dataset: ToyDataset | None = None
             raise ValueError(f"dataset must have 1-D x and y for a y-over-x plot, got {dataset.name!r}")
         img = _density_image(dataset, xlim, ylim, res)
         out["density"] = ax.imshow(img, origin="lower", extent=(*xlim, *ylim), aspect="auto", cmap="Greys", vmin=0, vmax=1.6)
-    out["samples"] = ax.scatter(xa[:, 0], ya[:, 0], s=4, c=color, alpha=0.6, lw=0)
+    out["samples"] = ax.scatter(xa[:, 0], ya[:, 0], s=4, c=color, alpha=0.6, lw=0, label="generated")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     out["title"] = ax.set_title(title or "")
+    if legend:
+        handles = [out["samples"]] + ([Patch(color="0.55", label="true p(y | x)")] if dataset is not None else [])
+        ax.legend(handles=handles, loc="upper left", markerscale=2.5, fontsize=8)
     return out
 
 
@@ -273,8 +282,10 @@ def plot_moments(ax: Axes, xs: Any, center: Any, spread: Any, dataset: ToyDatase
         m, sd = dataset.conditional_mean(xt)[:, 0].numpy(), dataset.conditional_std(xt)[:, 0].numpy()
         out["true"] = ax.plot(x, m, "k--", lw=1, label="true mean")[0]
         out["true_band"] = ax.plot(x, m + sd, "k:", x, m - sd, "k:", lw=1)
+        out["true_band"][0].set_label("true mean ± std")
     ax.set_xlabel("x")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("y")
+    ax.legend(fontsize=8)
     return out
 
 

@@ -42,6 +42,20 @@ def test_samples_2d_draws_modes_and_updates(ax):
         viz.plot_samples_2d("ax", s)
 
 
+def test_keys_name_what_each_mark_is(ax):
+    r = ring()
+    viz.plot_samples_2d(ax, torch.randn(50, 2), r, data=r.sample(30)[1], label="predictor's Gaussian", legend=True)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "mode ± 3 std", "predictor's Gaussian"]
+    fig2, (a1, a2, a3) = plt.subplots(1, 3)
+    viz.plot_samples_2d(a1, torch.randn(50, 2), r)  # no key unless asked: panels of a grid share one
+    assert a1.get_legend() is None
+    viz.plot_conditional(a2, torch.zeros(5, 1), torch.zeros(5, 1), YShape(), res=20, legend=True)
+    assert [t.get_text() for t in a2.get_legend().get_texts()] == ["generated", "true p(y | x)"]
+    viz.plot_moments(a3, torch.linspace(-1, 1, 5).view(-1, 1), torch.zeros(5, 1), torch.ones(5, 1), YShape())
+    assert a3.get_ylabel() == "y" and "true mean ± std" in [t.get_text() for t in a3.get_legend().get_texts()]
+    plt.close(fig2)
+
+
 def test_conditional_density_background(ax):
     ds = YShape()
     x = torch.rand(40, 1) * 2 - 1

@@ -271,3 +271,35 @@ def test_app_accepts_objectives_with_custom_weights():
     app = LossComparisonApp(objectives=[get_objective("gan+l2", rec_weight=100.0)], steps=5, k=2, hidden=16)
     assert app.slots[0].rec_weight.value == 100.0 and "gan+l2" in APP_PRESETS
     assert app.trainer.objectives[0].rec_weight == 100.0 and app.trainer.objectives[0].name == "gan+l2*"
+
+
+def test_view_tells_slots_apart_keys_the_heat_map_and_keeps_ticks_inside():
+    from minilib.app.view import ToyTask, ToyView
+
+    task = ToyTask("ring")
+    names = ["gan+l2", "gan+l2", "gan+pmr1"]
+    trainer = MultiTrainer([get_objective(n).replace(k=2) for n in names], task.sampler, 0, 2,
+                           MultiConfig(train=toy_adam(), hidden=16))
+    trainer.train(2)
+    view = ToyView(task, names, steps=2, dpi=100)
+    assert [view.axes[0, i].get_title() for i in range(3)] == ["gan+l2 (run 1)", "gan+l2 (run 2)", "gan+pmr1"]
+    legend = [t.get_text() for t in view.fig.legends[0].get_texts()]
+    assert legend == ["data", "modes (data)", "generated", "G loss", "D loss"]
+    view.render(view.snapshot(trainer))
+    assert not view.heat_key.get_visible()
+    view.render(view.snapshot(trainer, show_d=True))
+    assert view.heat_key.get_visible() and "red = says real" in view.heat_key.get_text()
+    assert "gan+l2 (run 2)" in view.metrics_table(view.snapshot(trainer))
+    task = ToyTask("y-shape")  # its x axis ends on a tick, x = 1
+    view = ToyView(task, ["gan"], steps=2, dpi=100)
+    view.render(view.snapshot(MultiTrainer([get_objective("gan").replace(k=2)], task.sampler, 1, 1,
+                                           MultiConfig(train=toy_adam(), hidden=16))))
+    renderer = view.canvas.get_renderer()
+    width = view.fig.bbox.width
+    for ax in view.axes[[0, 2]].flat:  # every tick label inside the figure (the right edge clipped "1.00" once)
+        lo, hi = ax.get_xlim()
+        for tick, label in zip(ax.get_xticks(), ax.get_xticklabels()):
+            if not lo <= tick <= hi:  # a locator's tick outside the view is not drawn
+                continue
+            box = label.get_window_extent(renderer)
+            assert box.x0 >= 0 and box.x1 <= width, (label.get_text(), box.x1, width)

@@ -108,6 +108,16 @@ class ToyTask:
 
 
 
+def _numbered(names: Sequence[str]) -> list[str]:
+    """Panel titles: a name that occurs more than once gets "(run 1)", "(run 2)", ... in slot order."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(f"{n} (run {seen[n]})" if list(names).count(n) > 1 else n)
+    return out
+
+
 class ToyView:
     """The app's figure: per objective a sample panel (top) and loss curves (bottom), updated by blitting.
 
@@ -121,13 +131,16 @@ class ToyView:
     def __init__(self, task: ToyTask, names: Sequence[str], steps: int = 2000, dpi: int = 64) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+        from matplotlib.ticker import MaxNLocator
 
         self.task, self.names, self.dpi, self.steps = task, list(names), dpi, max(int(steps), 1)
+        self.titles = _numbered(self.names)  # two slots with one objective (two initialisations): "run 1", "run 2"
         n = len(self.names)
         self.fig = Figure(figsize=(3.2 * n + 0.4, 5.9), dpi=dpi, layout="none")  # its own margins, whatever the style
         self.canvas = FigureCanvasAgg(self.fig)
         # per objective: samples (top), a row for the readouts and legends (so they never cover data), losses
-        self.axes = self.fig.subplots(3, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 0.3, 1]})
+        self.axes = self.fig.subplots(3, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 0.22, 1]})
         ref_x, ref_y = task.reference(1500)
         self.view_x = task.view_x()[:, 0] if task.kind == "conditional" else None
         (a0, a1), (b0, b1) = task.extent
@@ -151,7 +164,8 @@ class ToyView:
                 top.scatter(ref_x[:, 0] if task.kind == "conditional" else ref_y[:, 0], ref_y[:, -1], s=2, c="0.7",
                             label="data", zorder=1)
                 if task.kind == "2d":
-                    top.scatter(task.dataset.modes[:, 0], task.dataset.modes[:, 1], marker="x", c="k", s=25, zorder=3)
+                    top.scatter(task.dataset.modes[:, 0], task.dataset.modes[:, 1], marker="x", c="k", s=25, zorder=3,
+                                label="modes (data)")
                 a["fake"] = top.scatter([], [], s=3, c="tab:red", label="generated", zorder=2)
                 a["heat"] = top.imshow(torch.zeros(2, 2).numpy(), extent=(a0, a1, b0, b1), origin="lower",
                                        aspect="auto", cmap="RdBu_r", vmin=0, vmax=1, alpha=0.45, zorder=0)
@@ -159,7 +173,7 @@ class ToyView:
                 top.set_xlabel("x" if task.kind == "conditional" else "y₁", fontsize=8)
                 top.set_ylabel("y" if task.kind == "conditional" else "y₂", fontsize=8, labelpad=1)
             top.set_xlim(a0, a1)
-            top.set_title(self.names[i], fontsize=10)
+            top.set_title(self.titles[i], fontsize=10)
             a["text"] = mid.text(0.0, 1.0, "", transform=mid.transAxes, va="top", fontsize=8, family="monospace")
             a["g_line"], = bottom.plot([], [], lw=1, label="G loss")
             a["d_line"], = bottom.plot([], [], lw=1, label="D loss")
@@ -168,16 +182,23 @@ class ToyView:
             bottom.set_xlabel("training step", fontsize=8)
             bottom.set_ylabel("loss", fontsize=8, labelpad=1)
             for ax in (top, bottom):
-                ax.tick_params(labelsize=7)
+                ax.tick_params(labelsize=8)
+                ax.xaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 5, 10]))
             self.art.append(a)
         # one legend for all panels, in the figure's top margin: clear of samples, readouts and curves
-        handles = self.axes[0, 0].get_legend_handles_labels()[0] + [self.art[0]["g_line"], self.art[0]["d_line"]]
-        self.fig.legend(handles=handles, fontsize=7, loc="upper right", markerscale=3,
+        handles = [Line2D([], [], marker="x", color="k", ls="", markersize=2, label=h.get_label())  # x3 in the legend
+                   if h.get_label() == "modes (data)" else h for h in self.axes[0, 0].get_legend_handles_labels()[0]]
+        handles += [self.art[0]["g_line"], self.art[0]["d_line"]]
+        self.fig.legend(handles=handles, fontsize=8, loc="upper right", markerscale=3,
                         ncol=len(handles) if n > 2 else 2, frameon=False, bbox_to_anchor=(0.99, 0.995))
         self.step_text = self.fig.text(0.01, 0.985, "", ha="left", va="top", fontsize=10)
+        heat_key = ("green: D(y), scaled to the panel" if task.kind == "1d" else
+                    f"background: D({'x, y' if task.kind == 'conditional' else 'y₁, y₂'}), red = says real, blue = says fake")
+        self.heat_key = self.fig.text(0.01, 0.01, heat_key, ha="left", va="bottom", fontsize=8, visible=False)
         width = self.fig.get_figwidth()
-        self.fig.subplots_adjust(left=0.55 / width, right=1 - 0.1 / width, top=0.9, bottom=0.08, wspace=0.3, hspace=0.4)
-        self.moving = [self.step_text] + [a[k] for a in self.art for k in ("heat", "fake", "text", "g_line", "d_line")]
+        self.fig.subplots_adjust(left=0.55 / width, right=1 - 0.3 / width, top=0.9, bottom=0.1, wspace=0.35, hspace=0.42)
+        self.moving = [self.step_text, self.heat_key] + [a[k] for a in self.art
+                                                         for k in ("heat", "fake", "text", "g_line", "d_line")]
         for artist in self.moving:
             artist.set_animated(True)
         self.background = None
@@ -237,6 +258,7 @@ class ToyView:
             items = [f"{k:9s} {v:<6.3g}" for k, v in snap["metrics"][i].items()]
             a["text"].set_text("\n".join("  ".join(items[j:j + 2]) for j in range(0, len(items), 2)))
         self.step_text.set_text(f"{self.task.name}: step {snap['step']}")
+        self.heat_key.set_visible(snap["heat"] is not None)
         return rescale
 
     def render(self, snap: dict[str, Any]) -> bytes:
@@ -263,7 +285,7 @@ class ToyView:
         head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
         rows = "".join(
             f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{m[k]:.3g}</td>" for k in keys) + "</tr>"
-            for n, m in zip(self.names, snap["metrics"]))
+            for n, m in zip(self.titles, snap["metrics"]))
         return (f"<div class='minilib-metrics'><b>step {snap['step']}</b>"
                 f"<table><tr><th>objective</th>{head}</tr>{rows}</table></div>")
 
