@@ -162,10 +162,10 @@ class _ConstPredictor(nn.Module):
         return torch.zeros_like(x), torch.full_like(x, math.log(0.04))
 
 
-def _toy_run(c: float, P: nn.Module | None = None) -> ic.LoadedRun:
+def _toy_run(c: float, P: nn.Module | None = None, objective: str = "gan+pmr2") -> ic.LoadedRun:
     to_image = lambda x, y: ((x + 1) / 2, (y + 1) / 2)  # noqa: E731 - slope 1/2, like SRGAN / Pix2Pix targets
     built = Built(_AffineNoise(c), None, P, None, None, None, to_image)
-    return ic.LoadedRun(None, TASKS["srgan-celeba"], get_objective("gan+pmr2"), "smoke", 0, built.G, P, built)
+    return ic.LoadedRun(None, TASKS["srgan-celeba"], get_objective(objective), "smoke", 0, built.G, P, built)
 
 
 def test_sample_spread_closed_form():
@@ -194,6 +194,24 @@ def test_paper_columns_closed_form():
         ic.paper_columns(_toy_run(0.2), x, y, k=1)
     with pytest.raises(ValueError, match="same number"):
         ic.paper_columns(_toy_run(0.2), x, y[:1])
+
+
+def test_a_laplace_run_shows_median_and_mad_columns():
+    x, y = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
+    cols = ic.paper_columns(_toy_run(0.2, _ConstPredictor(), "gan+pmr2-laplace"), x, y, k=5, n_samples=1, seed=3)
+    assert list(cols) == ["input", "ground truth", "predicted median", "predicted MAD", "sample median", "sample MAD",
+                          "sample 1"]
+    z = _AffineNoise(0.0).noise(10, generator=torch.Generator().manual_seed(3)).view(2, 5)
+    med = (0.2 * z).median(1).values
+    mad = (0.2 * z - med[:, None]).abs().mean(1) / 2  # a MAD has the units of y: times the slope (1/2), not squared
+    torch.testing.assert_close(cols["sample MAD"], mad.view(2, 1, 1, 1).expand(2, 3, 4, 4))
+    torch.testing.assert_close(cols["sample median"], ((med + 1) / 2).view(2, 1, 1, 1).expand(2, 3, 4, 4))
+    fig = ic.plot_paper_figure(cols, "laplace")
+    assert "MAD columns: black 0 to white" in fig._suptitle.get_text()
+    assert ic.shared_vmax(cols) == max(float(cols["predicted MAD"].max()), float(cols["sample MAD"].max()))
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_plot_paper_figure_layout_and_shared_variance_scale():
@@ -290,3 +308,20 @@ def test_full_profile_setup_passes_the_data_folder(monkeypatch, tmp_path):
     a = train_parser().parse_args(ic.train_argv(cfg, "gan+l1"))
     assert (a.profile, a.data, a.steps, a.no_progress) == ("full", str(tmp_path), 100_000, False)
     assert a.out == str(tmp_path / "runs" / "pix2pix-cityscapes" / "full" / "gan+l1")
+
+
+def test_plot_histories_labels_whole_rounds():
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    runs = {"gan+l2": SimpleNamespace(history={"step": [1.0, 2.0, 3.0], "d_real": [0.7, 0.6, 0.5], "g_gan": [1, 2, 3]}),
+            "gan+mr2": SimpleNamespace(history={"step": [1.0, 2.0, 3.0], "d_real": [0.6, 0.6, 0.4]})}
+    fig = ic.plot_histories(runs, keys=("d_real", "g_gan"))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert shown and all(float(t).is_integer() for t in shown)  # rounds are whole numbers: no 1.5 tick
+    assert [line.get_label() for line in ax.get_lines()] == ["gan+l2", "gan+mr2"] and ax.get_xlabel() == "training round"
+    plt.close(fig)

@@ -9,7 +9,7 @@ them with the MR-GAN diversity protocol through :mod:`minilib.experiments.evalua
 * :func:`~minilib.experiments.runs.load_run` — G (and P for proxy MR) with the run's weights, its datasets and history.
 * :func:`paper_columns` / :func:`plot_paper_figure` — rows like MR-GAN Figures 1, 3, 5-10:
   input | ground truth | predicted mean | predicted variance | sample mean | sample variance | samples;
-  :func:`shared_vmax` puts the variance columns of several methods on one grey scale.
+  :func:`shared_vmax` puts the dispersion columns (variance or MAD) of several methods on one grey scale.
 * :func:`shown` / :func:`repo_relative_output` — paths printed relative to the repository (no machine paths).
 * :func:`evaluate_runs` / :func:`results_markdown` — MR-GAN protocol (20 samples per input,
   10 random pairs, mean over inputs): LPIPS when its backbone weights exist; in the smoke profile
@@ -230,8 +230,9 @@ def paper_columns(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, k: int = 20,
     """The columns of MR-GAN's sample figures, each ``[B, 3, H, W]`` in image units [0, 1]:
     "input", "ground truth", ("predicted mean", "predicted variance" with a predictor),
     "sample mean", "sample variance", "sample 1".."sample n". Moments of ``k`` samples follow
-    Eq. 7 with the run's distribution (Laplace: median and MAD); dispersions are in image units
-    (variances scaled by the square of the y -> image slope), not yet normalised for display."""
+    Eq. 7 with the run's distribution; a Laplace run's columns are the median and the MAD ("predicted median",
+    "predicted MAD", "sample median", "sample MAD"). Dispersions are in image units (variances scaled by the
+    square of the y -> image slope, MADs by the slope), not yet normalised for display."""
     if not isinstance(k, int) or k < 2 or not isinstance(n_samples, int) or not 0 <= n_samples <= k:
         raise ValueError(f"need ints k >= 2 and 0 <= n_samples <= k, got k={k!r}, n_samples={n_samples!r}")
     if x.shape[0] != y.shape[0]:
@@ -242,7 +243,8 @@ def paper_columns(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, k: int = 20,
     img = lambda t: to_image(x, t)[1].float().clamp(0, 1)  # noqa: E731 - y-space -> [0, 1]
     # y -> image is affine (identity or (y+1)/2): its slope converts y-space dispersions to image units
     slope = float((to_image(x[:1], torch.ones_like(y[:1]))[1] - to_image(x[:1], torch.zeros_like(y[:1]))[1]).mean())
-    power = 2 if run.objective.moment_dist == "gaussian" else 1
+    gaussian = run.objective.moment_dist == "gaussian"
+    power, center_name, disp_name = (2, "mean", "variance") if gaussian else (1, "median", "MAD")
     grey = lambda v: v.float().cpu().mean(1, keepdim=True).expand(-1, 3, -1, -1) * abs(slope) ** power  # noqa: E731
     samples, _ = sample_k(run.G, x, k, torch.Generator(dev).manual_seed(seed))  # [B, K, C, H, W]
     center, disp = sample_moments(samples.float(), run.objective.moment_dist)
@@ -250,34 +252,39 @@ def paper_columns(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, k: int = 20,
     cols = {"input": xi.float().clamp(0, 1), "ground truth": yi.float().clamp(0, 1)}
     if run.P is not None:
         p_center, p_log = run.P(x)
-        cols["predicted mean"] = img(p_center).cpu()
-        cols["predicted variance"] = grey(p_log.exp())
-    cols["sample mean"] = img(center).cpu()
-    cols["sample variance"] = grey(disp)
+        cols[f"predicted {center_name}"] = img(p_center).cpu()
+        cols[f"predicted {disp_name}"] = grey(p_log.exp())
+    cols[f"sample {center_name}"] = img(center).cpu()
+    cols[f"sample {disp_name}"] = grey(disp)
     for j in range(n_samples):
         cols[f"sample {j + 1}"] = img(samples[:, j]).cpu()
     return cols
 
 
+def _is_dispersion(name: str) -> bool:
+    return name.endswith(("variance", "MAD"))
+
+
 def shared_vmax(*columns: dict[str, torch.Tensor]) -> float:
-    """The largest value of every variance column (predicted and sample) of several :func:`paper_columns`
-    results: pass it as ``vmax`` to :func:`plot_paper_figure` so all methods share one grey scale."""
-    values = [float(c[n].max()) for c in columns for n in c if "variance" in n]
+    """The largest value of every dispersion column (predicted and sample variance or MAD) of several
+    :func:`paper_columns` results: pass it as ``vmax`` to :func:`plot_paper_figure` so all methods share one grey
+    scale."""
+    values = [float(c[n].max()) for c in columns for n in c if _is_dispersion(n)]
     return max(values + [1e-12])
 
 
 def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: float = 1.3,
                       vmax: float | None = None) -> Any:
     """A matplotlib figure, one row per input, one column per entry of :func:`paper_columns`.
-    Variance columns are grey from black (0) to white (``vmax``, in image units; values above it saturate).
-    ``vmax=None`` uses the largest variance of this figure; pass :func:`shared_vmax` of several methods to
+    Dispersion columns (variance or MAD) are grey from black (0) to white (``vmax``, in image units; values above
+    it saturate). ``vmax=None`` uses the largest dispersion of this figure; pass :func:`shared_vmax` of several methods to
     draw them all on one scale (a method that ignores its noise then stays black). The scale is written under
     the title."""
     import matplotlib.pyplot as plt
 
     if not columns:
         raise ValueError("columns must not be empty (use paper_columns)")
-    var_names = [n for n in columns if "variance" in n]
+    var_names = [n for n in columns if _is_dispersion(n)]
     if vmax is None:
         vmax = shared_vmax(columns)
     elif not isinstance(vmax, (int, float)) or not vmax > 0:
@@ -294,7 +301,8 @@ def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: 
             axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
         axes[0, j].set_title(name, fontsize=8)
     if var_names:
-        scale_note = f"variance columns: black 0 to white {vmax:.2g} (pixels in [0, 1])"
+        kinds = " and ".join(sorted({n.split()[-1] for n in var_names}, reverse=True))
+        scale_note = f"{kinds} columns: black 0 to white {vmax:.2g} (pixels in [0, 1])"
         title = f"{title}\n{scale_note}" if title else scale_note
     if title:
         fig.suptitle(title, fontsize=10)
@@ -304,6 +312,7 @@ def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: 
 def plot_histories(runs: dict[str, LoadedRun], keys: Sequence[str] = ("d_real", "d_fake", "g_gan")) -> Any:
     """Training curves (one panel per history key) of several runs, labelled by objective."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 2.8), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
@@ -312,6 +321,7 @@ def plot_histories(runs: dict[str, LoadedRun], keys: Sequence[str] = ("d_real", 
                 ax.plot(run.history["step"][-len(run.history[key]):], run.history[key], label=name, marker=".")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("training round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss (nats)")
     axes[0, 0].legend(fontsize=7)
     return fig
