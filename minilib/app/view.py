@@ -140,7 +140,7 @@ class ToyView:
         self.fig = Figure(figsize=(3.2 * n + 0.4, 5.9), dpi=dpi, layout="none")  # its own margins, whatever the style
         self.canvas = FigureCanvasAgg(self.fig)
         # per objective: samples (top), a row for the readouts and legends (so they never cover data), losses
-        self.axes = self.fig.subplots(3, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 0.22, 1]})
+        self.axes = self.fig.subplots(3, n, squeeze=False, gridspec_kw={"height_ratios": [2.2, 0.3, 1]})
         ref_x, ref_y = task.reference(1500)
         self.view_x = task.view_x()[:, 0] if task.kind == "conditional" else None
         (a0, a1), (b0, b1) = task.extent
@@ -174,7 +174,7 @@ class ToyView:
                 top.set_ylabel("y" if task.kind == "conditional" else "y₂", fontsize=8, labelpad=1)
             top.set_xlim(a0, a1)
             top.set_title(self.titles[i], fontsize=10)
-            a["text"] = mid.text(0.0, 1.0, "", transform=mid.transAxes, va="top", fontsize=8, family="monospace")
+            a["text"] = mid.text(0.0, 0.5, "", transform=mid.transAxes, va="center", fontsize=8, family="monospace")
             a["g_line"], = bottom.plot([], [], lw=1, label="G loss")
             a["d_line"], = bottom.plot([], [], lw=1, label="D loss")
             bottom.set_xlim(0, self.steps)
@@ -196,7 +196,7 @@ class ToyView:
                     f"background: D({'x, y' if task.kind == 'conditional' else 'y₁, y₂'}), red = says real, blue = says fake")
         self.heat_key = self.fig.text(0.01, 0.01, heat_key, ha="left", va="bottom", fontsize=8, visible=False)
         width = self.fig.get_figwidth()
-        self.fig.subplots_adjust(left=0.55 / width, right=1 - 0.3 / width, top=0.9, bottom=0.1, wspace=0.35, hspace=0.42)
+        self.fig.subplots_adjust(left=0.55 / width, right=1 - 0.3 / width, top=0.9, bottom=0.1, wspace=0.35, hspace=0.3)
         self.moving = [self.step_text, self.heat_key] + [a[k] for a in self.art
                                                          for k in ("heat", "fake", "text", "g_line", "d_line")]
         for artist in self.moving:
