@@ -96,3 +96,22 @@ def test_nothing_points_outside_the_repository():
              *(ROOT / "notebooks").glob("*.ipynb"), ROOT / "pyproject.toml", ROOT / "environment.yml"]
     hits = [f"{p.relative_to(ROOT)}: {m}" for p in paths for m in missing if m in p.read_text(encoding="utf-8")]
     assert not hits, hits
+
+
+def test_notebooks_that_draw_without_a_generator_seed_torch_first():
+    """Executed twice, a notebook prints the same numbers: a cell that draws from torch's global generator (no
+    ``generator=``) needs a ``torch.manual_seed`` in an earlier cell or earlier in its own source."""
+    import json
+
+    draw = re.compile(r"\.sample\(\(|torch\.(randn|rand|randint|randperm|normal|multinomial)\(")
+    unseeded = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        seen_seed = False
+        for i, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                seen_seed = seen_seed or "torch.manual_seed(" in line
+                if draw.search(line) and "generator" not in line and not seen_seed:
+                    unseeded.append(f"{path.name} cell {i}: {line.strip()}")
+    assert not unseeded, unseeded
