@@ -323,5 +323,6 @@ def test_plot_histories_labels_whole_rounds():
     lo, hi = ax.get_xlim()
     shown = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert shown and all(float(t).is_integer() for t in shown)  # rounds are whole numbers: no 1.5 tick
-    assert [line.get_label() for line in ax.get_lines()] == ["gan+l2", "gan+mr2"] and ax.get_xlabel() == "training round"
+    assert [line.get_label() for line in ax.get_lines()] == ["gan+l2", "gan+mr2"]
+    assert ax.get_xlabel() == "training round"
     plt.close(fig)

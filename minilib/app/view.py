@@ -4,6 +4,7 @@ objective a sample panel and loss curves, updated by blitting, rendered to PNG f
 from __future__ import annotations
 
 import html
+from collections import Counter
 from typing import Any, Sequence
 
 import torch
@@ -110,11 +111,11 @@ class ToyTask:
 
 def _numbered(names: Sequence[str]) -> list[str]:
     """Panel titles: a name that occurs more than once gets "(run 1)", "(run 2)", ... in slot order."""
-    seen: dict[str, int] = {}
+    total, seen = Counter(names), Counter()
     out = []
     for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(f"{n} (run {seen[n]})" if list(names).count(n) > 1 else n)
+        seen[n] += 1
+        out.append(f"{n} (run {seen[n]})" if total[n] > 1 else n)
     return out
 
 
@@ -192,8 +193,9 @@ class ToyView:
         self.fig.legend(handles=handles, fontsize=8, loc="upper right", markerscale=3,
                         ncol=len(handles) if n > 2 else 2, frameon=False, bbox_to_anchor=(0.99, 0.995))
         self.step_text = self.fig.text(0.01, 0.985, "", ha="left", va="top", fontsize=10)
-        heat_key = ("green: D(y), scaled to the panel" if task.kind == "1d" else
-                    f"background: D({'x, y' if task.kind == 'conditional' else 'y₁, y₂'}), red = says real, blue = says fake")
+        # the heat-map's key, shown with it (a 1-D toy's D curve has its own legend entry)
+        axes_of_d = "x, y" if task.kind == "conditional" else "y₁, y₂"
+        heat_key = "" if task.kind == "1d" else f"background: D({axes_of_d}), red = says real, blue = says fake"
         self.heat_key = self.fig.text(0.01, 0.01, heat_key, ha="left", va="bottom", fontsize=8, visible=False)
         width = self.fig.get_figwidth()
         self.fig.subplots_adjust(left=0.55 / width, right=1 - 0.3 / width, top=0.9, bottom=0.1, wspace=0.35, hspace=0.3)

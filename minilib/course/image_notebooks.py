@@ -277,9 +277,9 @@ def plot_paper_figure(columns: dict[str, torch.Tensor], title: str = "", scale: 
                       vmax: float | None = None) -> Any:
     """A matplotlib figure, one row per input, one column per entry of :func:`paper_columns`.
     Dispersion columns (variance or MAD) are grey from black (0) to white (``vmax``, in image units; values above
-    it saturate). ``vmax=None`` uses the largest dispersion of this figure; pass :func:`shared_vmax` of several methods to
-    draw them all on one scale (a method that ignores its noise then stays black). The scale is written under
-    the title."""
+    it saturate). ``vmax=None`` uses the largest dispersion of this figure; pass :func:`shared_vmax` of several
+    methods to draw them all on one scale (a method that ignores its noise then stays black). The scale is written
+    under the title."""
     import matplotlib.pyplot as plt
 
     if not columns:
